@@ -1,0 +1,155 @@
+package certconfig
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Source says where a certificate was defined.
+const (
+	SourceConfig = "config" // the TOML file
+	SourceAPI    = "api"    // the admin API (kept in the state folder)
+)
+
+// Certificate is one loaded client certificate with everything needed to present it
+// and to explain a failure. It is immutable once built; a change builds a new one.
+type Certificate struct {
+	Name    string
+	Enabled bool
+	Source  string // SourceConfig or SourceAPI
+
+	// TLS is what is presented: the leaf first, then the chain (extra certificates of
+	// the cert file, then ca_file, without duplicates and without the leaf), with the
+	// private key and TLS.Leaf set.
+	TLS tls.Certificate
+	// Leaf is the parsed client certificate, Chain the parsed certificates presented
+	// after it, in the order they are sent.
+	Leaf  *x509.Certificate
+	Chain []*x509.Certificate
+	// ChainComplete is true when Leaf chains up through Chain to a self-signed
+	// certificate that is in Chain (the server then has what it needs, given it
+	// trusts that root), or Leaf itself is self-signed.
+	ChainComplete bool
+	KeyType       string // "RSA 2048", "ECDSA P-256", "Ed25519"
+	Fingerprint   string // SHA-256 of the leaf's DER, lowercase hex with colons
+
+	ServerName string
+	// ServerCAs are the roots the upstream is verified against; nil means the system
+	// roots. ServerCAPEM is their PEM text, kept to show and to persist.
+	ServerCAs          *x509.CertPool
+	InsecureSkipVerify bool
+
+	// ID identifies the material and TLS settings (leaf, chain, key, server name,
+	// server CAs, insecure flag). Two certificates with the same ID can share upstream
+	// connections; any change of material or settings gives a new ID.
+	ID string
+
+	// Warnings are load-time notes an operator should see (expired, expiring soon,
+	// not yet valid, chain does not reach a root, insecure verification, key file
+	// readable by others). They never stop the load.
+	Warnings []string
+
+	// Files lists every file this certificate was read from, resolved, for watching.
+	Files []string
+}
+
+// Route is one compiled [[route]].
+type Route struct {
+	Host        string // as written, lowercased
+	Port        int    // 0 matches any port
+	Certificate string
+	TLS         bool
+
+	match func(host string) bool
+}
+
+// Matches reports whether the route applies to host (a name or IP without port,
+// lowercase, no trailing dot) and port.
+func (r *Route) Matches(host string, port int) bool {
+	if r.Port != 0 && r.Port != port {
+		return false
+	}
+	return r.match(host)
+}
+
+// Snapshot is a complete, validated view of the configuration. It is never changed
+// after it is built: readers hold a pointer for as long as they need it.
+type Snapshot struct {
+	Config       *Config
+	Certificates map[string]*Certificate
+	Names        []string // certificate names in configuration order
+	Routes       []*Route
+	LoadedAt     time.Time
+	// Files lists every file the snapshot was read from (config, PEMs, passphrases).
+	Files []string
+}
+
+// Certificate returns the certificate called name, whether enabled or not.
+func (s *Snapshot) Certificate(name string) (*Certificate, bool) {
+	c, ok := s.Certificates[name]
+	return c, ok
+}
+
+// Route returns the first route that matches host and port, or nil.
+func (s *Snapshot) Route(host string, port int) *Route {
+	for _, r := range s.Routes {
+		if r.Matches(host, port) {
+			return r
+		}
+	}
+	return nil
+}
+
+// ReloadStatus is the outcome of the latest attempt to load the configuration.
+type ReloadStatus struct {
+	At      time.Time
+	Success bool
+	Err     string // empty on success
+	// LastSuccess is when a snapshot was last swapped in.
+	LastSuccess time.Time
+}
+
+// Current holds the snapshot in force and tells subscribers when it changes. The
+// zero value is empty; Load returns nil until the first Swap.
+type Current struct {
+	snap   atomic.Pointer[Snapshot]
+	status atomic.Pointer[ReloadStatus]
+
+	mu   sync.Mutex
+	subs []func(old, new *Snapshot)
+}
+
+// Load returns the snapshot in force.
+func (c *Current) Load() *Snapshot { return c.snap.Load() }
+
+// Swap puts s in force and calls every subscriber, in order, before returning, so
+// that when Swap returns the next request sees s and no pool holds material s dropped.
+func (c *Current) Swap(s *Snapshot) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.snap.Swap(s)
+	for _, f := range c.subs {
+		f(old, s)
+	}
+}
+
+// Subscribe registers f to be called after every Swap with the old and new snapshot.
+func (c *Current) Subscribe(f func(old, new *Snapshot)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.subs = append(c.subs, f)
+}
+
+// SetStatus records the outcome of a load attempt.
+func (c *Current) SetStatus(st ReloadStatus) { c.status.Store(&st) }
+
+// Status returns the outcome of the latest load attempt, or the zero value.
+func (c *Current) Status() ReloadStatus {
+	if p := c.status.Load(); p != nil {
+		return *p
+	}
+	return ReloadStatus{}
+}
