@@ -1,0 +1,75 @@
+package certconfig
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// CompileRoute checks a [[route]] table and builds its matcher. The host is an exact
+// name, a wildcard "*.example.com" (one or more labels in front of the suffix, never
+// the bare suffix), or an IPv4 or IPv6 address.
+func CompileRoute(rc RouteConfig) (*Route, error) {
+	host := strings.TrimSuffix(strings.ToLower(strings.TrimSpace(rc.Host)), ".")
+	if rc.Port < 0 || rc.Port > 65535 {
+		return nil, fmt.Errorf("port: %d is out of range; use 1-65535 or leave it out for any port", rc.Port)
+	}
+	match, err := hostMatcher(host)
+	if err != nil {
+		return nil, fmt.Errorf("host: %w", err)
+	}
+	return &Route{Host: host, Port: rc.Port, Certificate: rc.Certificate, TLS: rc.TLS, match: match}, nil
+}
+
+func hostMatcher(host string) (func(string) bool, error) {
+	if host == "" {
+		return nil, fmt.Errorf("is empty; write a name such as \"hooks.example.com\", \"*.example.com\" or an IP")
+	}
+	if ip, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil {
+		want := ip.Unmap().String()
+		return func(h string) bool { return h == want }, nil
+	}
+	if suffix, ok := strings.CutPrefix(host, "*."); ok {
+		if err := checkName(suffix); err != nil {
+			return nil, fmt.Errorf("%q: %w", host, err)
+		}
+		dotted := "." + suffix
+		return func(h string) bool { return strings.HasSuffix(h, dotted) }, nil
+	}
+	if err := checkName(host); err != nil {
+		return nil, fmt.Errorf("%q: %w", host, err)
+	}
+	return func(h string) bool { return h == host }, nil
+}
+
+// checkName accepts DNS names made of letters, digits, '-' and '_' in dot-separated
+// labels. A '*' is only allowed as the whole first label of a pattern.
+func checkName(name string) error {
+	if name == "" || len(name) > 253 {
+		return fmt.Errorf("is not a valid host name")
+	}
+	for _, label := range strings.Split(name, ".") {
+		if label == "" || len(label) > 63 {
+			return fmt.Errorf("has an empty or over-long label; write names like \"api.example.com\"")
+		}
+		for _, c := range label {
+			ok := c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_'
+			if !ok {
+				return fmt.Errorf("contains %q; only letters, digits, '-', '_' and a leading \"*.\" are allowed", c)
+			}
+		}
+	}
+	return nil
+}
+
+// NormalizeHost lowercases a request host, drops a trailing dot and IPv6 brackets,
+// and writes IPv4-mapped IPv6 addresses as IPv4, so that it can be matched against
+// compiled routes.
+func NormalizeHost(h string) string {
+	h = strings.TrimSuffix(strings.ToLower(h), ".")
+	h = strings.Trim(h, "[]")
+	if ip, err := netip.ParseAddr(h); err == nil {
+		return ip.Unmap().String()
+	}
+	return h
+}
