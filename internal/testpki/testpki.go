@@ -42,6 +42,9 @@ type Options struct {
 	Key        KeyType
 	// Serial, when non-zero, is used instead of a counter.
 	Serial int64
+	// Signer, when set, is the certificate's key instead of a new one (a renewal
+	// that keeps its key).
+	Signer crypto.Signer
 }
 
 // Cert is a generated certificate with its key and its issuer.
@@ -80,7 +83,10 @@ func (c *Cert) Client(o Options) *Cert { return issue(c, o, false) }
 func SelfSigned(o Options) *Cert { return issue(nil, o, false) }
 
 func issue(parent *Cert, o Options, isCA bool) *Cert {
-	key := newKey(o.Key)
+	key := o.Signer
+	if key == nil {
+		key = newKey(o.Key)
+	}
 	now := time.Now()
 	if o.NotBefore.IsZero() {
 		o.NotBefore = now.Add(-time.Hour)
