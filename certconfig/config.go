@@ -89,6 +89,10 @@ type CertificateConfig struct {
 	ServerCAPEM        string `toml:"server_ca_pem"`
 	InsecureSkipVerify bool   `toml:"insecure_skip_verify"`
 	Enabled            *bool  `toml:"enabled"` // unset means true
+
+	// Passphrase is given directly through the admin API. It is never read from
+	// or written to TOML; when set, passphrase_file and passphrase_env must not be.
+	Passphrase string `toml:"-"`
 }
 
 // RouteConfig is one [[route]] table.

@@ -1,10 +1,178 @@
 package certconfig
 
-import "errors"
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
 
 // LoadFile reads the TOML file at path, applies defaults, validates every key, reads
 // every certificate, key, passphrase and CA it names, and returns a snapshot. Errors
-// name the certificate, the field and the fix.
+// name the certificate, the field and the fix; all problems are reported at once,
+// one per line.
 func LoadFile(path string) (*Snapshot, error) {
-	return nil, errors.New("certconfig: not implemented")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the config file: %w", err)
+	}
+	return Load(data, path)
+}
+
+// Load is LoadFile for a configuration already in memory; path locates the files it
+// names (relative paths start at its folder) and may be empty for the working
+// directory.
+func Load(data []byte, path string) (*Snapshot, error) {
+	return load(data, path, LoadOptions{})
+}
+
+func load(data []byte, path string, o LoadOptions) (*Snapshot, error) {
+	cfg, err := Parse(data, path)
+	if err != nil {
+		return nil, err
+	}
+	cfg.ApplyDefaults()
+	defined := cfg.definesCertificate
+	var opts []SnapshotOption
+	if o.AllowUnknownRouteCertificates {
+		defined, opts = nil, append(opts, AllowDangling())
+	}
+	if err := cfg.validate(defined); err != nil {
+		return nil, err
+	}
+	certs, err := buildAll(cfg, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	return NewSnapshot(cfg, certs, opts...)
+}
+
+// Parse decodes a TOML configuration. A key the schema does not know is an error
+// that names it and, when one is close, the key that was probably meant. Parse sets
+// Path to path and Dir to its folder, made absolute; it neither applies defaults nor
+// validates.
+func Parse(data []byte, path string) (*Config, error) {
+	src := path
+	if src == "" {
+		src = "config"
+	}
+	var cfg Config
+	md, err := toml.Decode(string(bytes.TrimPrefix(data, utf8BOM)), &cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", src, err)
+	}
+	if errs := unknownKeys(src, md.Undecoded()); len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	cfg.Path = path
+	cfg.Dir = resolvePath("", filepath.Dir(path))
+	return &cfg, nil
+}
+
+// buildAll builds every certificate of cfg and reports all failures together.
+func buildAll(cfg *Config, now time.Time) ([]*Certificate, error) {
+	var (
+		certs []*Certificate
+		errs  []error
+	)
+	for _, cc := range cfg.Certificates {
+		c, err := buildCertificate(cc, cfg.Dir, SourceConfig, now)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		certs = append(certs, c)
+	}
+	return certs, errors.Join(errs...)
+}
+
+// SnapshotOption changes how NewSnapshot checks what it is given.
+type SnapshotOption func(*snapshotOptions)
+
+type snapshotOptions struct {
+	allowDangling bool
+}
+
+// AllowDangling lets routes name certificates that are not among those given to
+// NewSnapshot. The admin API needs it after deleting a certificate that the file's
+// routes still name: such a route then matches as before and its requests go out
+// without a client certificate, like those of a disabled one.
+func AllowDangling() SnapshotOption {
+	return func(o *snapshotOptions) { o.allowDangling = true }
+}
+
+// NewSnapshot assembles a snapshot from a configuration (defaults applied) and
+// certificates already built, in the order given: it compiles the routes of cfg and
+// lists the files everything was read from. Names must be unique. A route naming a
+// certificate absent from certs is an error unless AllowDangling is given.
+func NewSnapshot(cfg *Config, certs []*Certificate, opts ...SnapshotOption) (*Snapshot, error) {
+	if cfg == nil {
+		return nil, errors.New("snapshot: no configuration given")
+	}
+	var o snapshotOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	s := &Snapshot{
+		Config:       cfg,
+		Certificates: make(map[string]*Certificate, len(certs)),
+		LoadedAt:     time.Now(),
+	}
+	if err := s.addCertificates(certs); err != nil {
+		return nil, err
+	}
+	defined := func(name string) bool { _, ok := s.Certificates[name]; return ok }
+	if o.allowDangling {
+		defined = nil
+	}
+	routes, errs := compileRoutes(cfg.Routes, defined)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	s.Routes = routes
+	s.Files = snapshotFiles(cfg, certs)
+	return s, nil
+}
+
+func (s *Snapshot) addCertificates(certs []*Certificate) error {
+	for i, c := range certs {
+		if c == nil {
+			return fmt.Errorf("snapshot: certificate %d is missing", i+1)
+		}
+		if _, dup := s.Certificates[c.Name]; dup {
+			return &FieldError{Certificate: c.Name, Err: errorf(ErrBadName,
+				"name is used twice; names must be unique")}
+		}
+		s.Certificates[c.Name] = c
+		s.Names = append(s.Names, c.Name)
+	}
+	return nil
+}
+
+// snapshotFiles lists the config file and every certificate file, absolute, each
+// once, in the order they were read.
+func snapshotFiles(cfg *Config, certs []*Certificate) []string {
+	var files []string
+	seen := map[string]bool{}
+	add := func(p string) {
+		if p == "" {
+			return
+		}
+		p = resolvePath("", p)
+		if !seen[p] {
+			seen[p] = true
+			files = append(files, p)
+		}
+	}
+	add(cfg.Path)
+	for _, c := range certs {
+		for _, f := range c.Files {
+			add(f)
+		}
+	}
+	return files
 }

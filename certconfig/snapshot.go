@@ -40,6 +40,7 @@ type Certificate struct {
 	// ServerCAs are the roots the upstream is verified against; nil means the system
 	// roots. ServerCAPEM is their PEM text, kept to show and to persist.
 	ServerCAs          *x509.CertPool
+	ServerCAPEM        []byte
 	InsecureSkipVerify bool
 
 	// ID identifies the material and TLS settings (leaf, chain, key, server name,
@@ -110,6 +111,8 @@ type ReloadStatus struct {
 	Err     string // empty on success
 	// LastSuccess is when a snapshot was last swapped in.
 	LastSuccess time.Time
+	// Successes and Failures count the load attempts since start.
+	Successes, Failures uint64
 }
 
 // Current holds the snapshot in force and tells subscribers when it changes. The

@@ -4,122 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
 )
-
-// Reloader builds a new snapshot from the configuration and puts it in force when,
-// and only when, it is valid. A failed reload leaves the snapshot in force untouched.
-// Calls are serialized, so the file watcher, SIGHUP and the admin API may all use it.
-type Reloader struct {
-	// Path is the config file.
-	Path    string
-	Current *Current
-	Logger  *slog.Logger
-	// Build makes a snapshot; nil means LoadFile(Path).
-	Build func(path string) (*Snapshot, error)
-
-	mu      sync.Mutex
-	lastErr string
-}
-
-// Reload loads the configuration again. reason ("file change", "SIGHUP") is logged.
-func (r *Reloader) Reload(reason string) (*Snapshot, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-
-	build := r.Build
-	if build == nil {
-		build = LoadFile
-	}
-	snap, err := build(r.Path)
-	now := time.Now()
-	st := r.Current.Status()
-	st.At = now
-	if err != nil {
-		st.Success, st.Err = false, err.Error()
-		r.Current.SetStatus(st)
-		r.logFailure(reason, err)
-		return nil, err
-	}
-	old := r.Current.Load()
-	r.Current.Swap(snap)
-	st.Success, st.Err, st.LastSuccess = true, "", now
-	r.Current.SetStatus(st)
-	r.lastErr = ""
-	r.logSuccess(reason, old, snap)
-	return snap, nil
-}
-
-// logFailure logs a failed reload once: the same error seen again (the watcher
-// retries on every change) is logged at debug level only.
-func (r *Reloader) logFailure(reason string, err error) {
-	lg := r.logger()
-	msg := err.Error()
-	if msg == r.lastErr {
-		lg.Debug("configuration still invalid; keeping the last good one",
-			"reason", reason, "error", msg)
-		return
-	}
-	r.lastErr = msg
-	lg.Error("configuration rejected; keeping the last good one",
-		"reason", reason, "config", r.Path, "error", msg)
-}
-
-func (r *Reloader) logSuccess(reason string, old, cur *Snapshot) {
-	lg := r.logger()
-	added, changed, removed := DiffCertificates(old, cur)
-	lg.Info("configuration loaded", "reason", reason, "config", r.Path,
-		"certificates", len(cur.Names), "routes", len(cur.Routes),
-		"added", added, "changed", changed, "removed", removed)
-	for _, name := range cur.Names {
-		c := cur.Certificates[name]
-		for _, w := range c.Warnings {
-			lg.Warn("certificate warning", "certificate", name, "warning", w)
-		}
-	}
-}
-
-func (r *Reloader) logger() *slog.Logger {
-	if r.Logger != nil {
-		return r.Logger
-	}
-	return slog.Default()
-}
-
-// DiffCertificates names the certificates that cur adds to old, those whose
-// material or settings changed (a different ID or enabled state) and those it drops.
-// A nil old counts as empty.
-func DiffCertificates(old, cur *Snapshot) (added, changed, removed []string) {
-	var before map[string]*Certificate
-	if old != nil {
-		before = old.Certificates
-	}
-	for _, name := range cur.Names {
-		o, ok := before[name]
-		n := cur.Certificates[name]
-		switch {
-		case !ok:
-			added = append(added, name)
-		case o.ID != n.ID || o.Enabled != n.Enabled:
-			changed = append(changed, name)
-		}
-	}
-	if old != nil {
-		for _, name := range old.Names {
-			if _, ok := cur.Certificates[name]; !ok {
-				removed = append(removed, name)
-			}
-		}
-	}
-	return added, changed, removed
-}
 
 // DefaultDebounce is how long the watcher waits for a burst of file events to end
 // before it reloads.

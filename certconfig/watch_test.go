@@ -91,7 +91,7 @@ func (e *watchEnv) stays(want int64) {
 	}
 }
 
-func writeFile(t *testing.T, path string, data []byte) {
+func put(t *testing.T, path string, data []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
@@ -100,8 +100,8 @@ func writeFile(t *testing.T, path string, data []byte) {
 
 func writePair(t *testing.T, dir string, c *testpki.Cert) {
 	t.Helper()
-	writeFile(t, filepath.Join(dir, "a.pem"), c.CertPEM())
-	writeFile(t, filepath.Join(dir, "a.key"), c.KeyPEM())
+	put(t, filepath.Join(dir, "a.pem"), c.CertPEM())
+	put(t, filepath.Join(dir, "a.key"), c.KeyPEM())
 }
 
 // replaceByRename writes data to a temporary file in the same folder and renames it
@@ -109,7 +109,7 @@ func writePair(t *testing.T, dir string, c *testpki.Cert) {
 func replaceByRename(t *testing.T, path string, data []byte) {
 	t.Helper()
 	tmp := path + ".tmp"
-	writeFile(t, tmp, data)
+	put(t, tmp, data)
 	if err := os.Rename(tmp, path); err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +118,7 @@ func replaceByRename(t *testing.T, path string, data []byte) {
 func plainEnv(t *testing.T) *watchEnv {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "mtlsproxy.toml")
-	writeFile(t, cfg, []byte(watchConfig))
+	put(t, cfg, []byte(watchConfig))
 	e := newWatchEnv(t, dir, cfg)
 	writePair(t, dir, e.client(100))
 	e.start()
@@ -145,7 +145,7 @@ func TestWatcherPicksUpEveryKindOfWrite(t *testing.T) {
 				if err := os.Rename(p, p+"~"); err != nil {
 					t.Fatal(err)
 				}
-				writeFile(t, filepath.Join(dir, "."+f.name+".swp"), f.data)
+				put(t, filepath.Join(dir, "."+f.name+".swp"), f.data)
 				if err := os.Rename(filepath.Join(dir, "."+f.name+".swp"), p); err != nil {
 					t.Fatal(err)
 				}
@@ -181,8 +181,8 @@ func TestWatcherSedInPlaceOnConfig(t *testing.T) {
 	}
 	e := plainEnv(t)
 	other := e.client(200)
-	writeFile(t, filepath.Join(e.dir, "b.pem"), other.CertPEM())
-	writeFile(t, filepath.Join(e.dir, "b.key"), other.KeyPEM())
+	put(t, filepath.Join(e.dir, "b.pem"), other.CertPEM())
+	put(t, filepath.Join(e.dir, "b.key"), other.KeyPEM())
 	cmd := exec.Command(sed, "-i", "s/a\\.pem/b.pem/; s/a\\.key/b.key/",
 		filepath.Join(e.dir, "mtlsproxy.toml"))
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -191,8 +191,8 @@ func TestWatcherSedInPlaceOnConfig(t *testing.T) {
 	e.waitSerial(200)
 	// The new files are watched too.
 	next := e.client(201)
-	writeFile(t, filepath.Join(e.dir, "b.pem"), next.CertPEM())
-	writeFile(t, filepath.Join(e.dir, "b.key"), next.KeyPEM())
+	put(t, filepath.Join(e.dir, "b.pem"), next.CertPEM())
+	put(t, filepath.Join(e.dir, "b.key"), next.KeyPEM())
 	e.waitSerial(201)
 }
 
@@ -207,7 +207,7 @@ func TestWatcherKubernetesSecretSwap(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := filepath.Join(dir, "mtlsproxy.toml")
-	writeFile(t, cfg, []byte(`
+	put(t, cfg, []byte(`
 [[certificate]]
 name = "a"
 cert_file = "secret/tls.crt"
@@ -239,8 +239,8 @@ func k8sPublish(t *testing.T, mount, prev string, gen int, c *testpki.Cert) stri
 	if err := os.Mkdir(folder, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, filepath.Join(folder, "tls.crt"), c.CertPEM())
-	writeFile(t, filepath.Join(folder, "tls.key"), c.KeyPEM())
+	put(t, filepath.Join(folder, "tls.crt"), c.CertPEM())
+	put(t, filepath.Join(folder, "tls.key"), c.KeyPEM())
 	tmpLink := filepath.Join(mount, "..data_tmp")
 	if err := os.Symlink(name, tmpLink); err != nil {
 		t.Fatal(err)
@@ -267,11 +267,11 @@ func TestWatcherSymlinkedConfigRetargeted(t *testing.T) {
 	e := newWatchEnv(t, dir, link)
 	for i, name := range []string{"a", "b"} {
 		c := e.client(int64(400 + i))
-		writeFile(t, filepath.Join(dir, name+".pem"), c.CertPEM())
-		writeFile(t, filepath.Join(dir, name+".key"), c.KeyPEM())
-		body := fmt.Sprintf("[[certificate]]\nname = \"a\"\ncert_file = \"../%s.pem\"\n"+
-			"key_file = \"../%s.key\"\n", name, name)
-		writeFile(t, filepath.Join(versions, name+".toml"), []byte(body))
+		put(t, filepath.Join(dir, name+".pem"), c.CertPEM())
+		put(t, filepath.Join(dir, name+".key"), c.KeyPEM())
+		body := fmt.Sprintf("[[certificate]]\nname = \"a\"\ncert_file = \"%s.pem\"\n"+
+			"key_file = \"%s.key\"\n", name, name)
+		put(t, filepath.Join(versions, name+".toml"), []byte(body))
 	}
 	if err := os.Symlink(filepath.Join("versions", "a.toml"), link); err != nil {
 		t.Fatal(err)
@@ -287,8 +287,8 @@ func TestWatcherSymlinkedConfigRetargeted(t *testing.T) {
 	e.waitSerial(401)
 	// Editing the new target in place is seen too.
 	next := e.client(402)
-	writeFile(t, filepath.Join(dir, "b.pem"), next.CertPEM())
-	writeFile(t, filepath.Join(dir, "b.key"), next.KeyPEM())
+	put(t, filepath.Join(dir, "b.pem"), next.CertPEM())
+	put(t, filepath.Join(dir, "b.key"), next.KeyPEM())
 	e.waitSerial(402)
 }
 
@@ -299,17 +299,17 @@ func TestWatcherKeepsLastGoodSnapshot(t *testing.T) {
 		break_ func(t *testing.T, e *watchEnv)
 	}{
 		{"invalid TOML", func(t *testing.T, e *watchEnv) {
-			writeFile(t, filepath.Join(e.dir, "mtlsproxy.toml"), []byte("[[certificate]\nname="))
+			put(t, filepath.Join(e.dir, "mtlsproxy.toml"), []byte("[[certificate]\nname="))
 		}},
 		{"bad PEM", func(t *testing.T, e *watchEnv) {
-			writeFile(t, filepath.Join(e.dir, "a.pem"), []byte("not a certificate\n"))
+			put(t, filepath.Join(e.dir, "a.pem"), []byte("not a certificate\n"))
 		}},
 		{"half-written certificate", func(t *testing.T, e *watchEnv) {
 			pem := e.client(150).CertPEM()
-			writeFile(t, filepath.Join(e.dir, "a.pem"), pem[:len(pem)/2])
+			put(t, filepath.Join(e.dir, "a.pem"), pem[:len(pem)/2])
 		}},
 		{"key of another certificate", func(t *testing.T, e *watchEnv) {
-			writeFile(t, filepath.Join(e.dir, "a.key"), e.client(151).KeyPEM())
+			put(t, filepath.Join(e.dir, "a.key"), e.client(151).KeyPEM())
 		}},
 	}
 	for _, tc := range cases {
@@ -319,7 +319,7 @@ func TestWatcherKeepsLastGoodSnapshot(t *testing.T) {
 			tc.break_(t, e)
 			waitStatus(t, e.cur, false)
 			e.stays(100)
-			writeFile(t, filepath.Join(e.dir, "mtlsproxy.toml"), []byte(watchConfig))
+			put(t, filepath.Join(e.dir, "mtlsproxy.toml"), []byte(watchConfig))
 			writePair(t, e.dir, e.client(160))
 			e.waitSerial(160)
 			if st := e.cur.Status(); !st.Success || st.LastSuccess.IsZero() {
@@ -348,12 +348,12 @@ func TestWatcherCertificateBeforeKey(t *testing.T) {
 	t.Parallel()
 	e := plainEnv(t)
 	next := e.client(500)
-	writeFile(t, filepath.Join(e.dir, "a.pem"), next.CertPEM())
+	put(t, filepath.Join(e.dir, "a.pem"), next.CertPEM())
 	waitStatus(t, e.cur, false) // the pair does not match: the old one stays
 	if got := e.serial(); got != 100 {
 		t.Fatalf("new certificate served with the old key: serial %d", got)
 	}
-	writeFile(t, filepath.Join(e.dir, "a.key"), next.KeyPEM())
+	put(t, filepath.Join(e.dir, "a.key"), next.KeyPEM())
 	e.waitSerial(500)
 	c, _ := e.cur.Load().Certificate("a")
 	if !next.Key.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(c.Leaf.PublicKey) {
@@ -371,7 +371,7 @@ func TestWatcherSameKeyRenewal(t *testing.T) {
 		t.Fatalf("key %T is not a signer", first.TLS.PrivateKey)
 	}
 	renewed := e.ca.Client(testpki.Options{CommonName: "renewed", Serial: 600, Signer: signer})
-	writeFile(t, filepath.Join(e.dir, "a.pem"), renewed.CertPEM())
+	put(t, filepath.Join(e.dir, "a.pem"), renewed.CertPEM())
 	e.waitSerial(600)
 	c, _ := e.cur.Load().Certificate("a")
 	if c.ID == first.ID {
@@ -383,11 +383,11 @@ func TestWatcherServerCABundleChange(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "mtlsproxy.toml")
-	writeFile(t, cfg, []byte(watchConfig+"server_ca_file = \"upstream-ca.pem\"\n"))
+	put(t, cfg, []byte(watchConfig+"server_ca_file = \"upstream-ca.pem\"\n"))
 	e := newWatchEnv(t, dir, cfg)
 	writePair(t, dir, e.client(700))
 	first := testpki.NewRoot("upstream one")
-	writeFile(t, filepath.Join(dir, "upstream-ca.pem"), first.CertPEM())
+	put(t, filepath.Join(dir, "upstream-ca.pem"), first.CertPEM())
 	e.start()
 	before, _ := e.cur.Load().Certificate("a")
 	second := testpki.NewRoot("upstream two")

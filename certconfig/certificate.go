@@ -1,0 +1,343 @@
+package certconfig
+
+import (
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// BuildCertificate reads and checks everything one [[certificate]] names: the
+// certificate and its chain, the private key (decrypting it), the CA certificates
+// and the upstream's CAs. Relative paths start at dir; source is SourceConfig or
+// SourceAPI. Every error is a *FieldError naming the certificate and the field, and
+// never contains PEM text, key bytes or passphrases. Expired or not yet valid
+// certificates load, with a warning.
+func BuildCertificate(cc CertificateConfig, dir, source string) (*Certificate, error) {
+	return buildCertificate(cc, dir, source, time.Now())
+}
+
+func buildCertificate(cc CertificateConfig, dir, source string,
+	now time.Time) (*Certificate, error) {
+	if err := checkCertName(cc.Name); err != nil {
+		return nil, &FieldError{Certificate: cc.Name, Field: "name", Err: err}
+	}
+	if errs := checkCertificateConfig(cc); len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	b := &builder{cc: cc, dir: dir, source: source, now: now}
+	return b.build()
+}
+
+// builder gathers one certificate's parts, the files read and the warnings.
+type builder struct {
+	cc       CertificateConfig
+	dir      string
+	source   string
+	now      time.Time
+	files    []string
+	warnings []string
+}
+
+// parts is what the fields of a certificate hold once read and parsed.
+type parts struct {
+	certs     []*x509.Certificate
+	key       *privateKey
+	keyField  string
+	cas       []*x509.Certificate
+	serverCAs []*x509.Certificate
+}
+
+func (b *builder) build() (*Certificate, error) {
+	p, err := b.readParts()
+	if err != nil {
+		return nil, err
+	}
+	leaf, others, err := b.pickLeaf(p)
+	if err != nil {
+		return nil, err
+	}
+	chain, complete := orderChain(leaf, append(others, p.cas...))
+	c := &Certificate{
+		Name:               b.cc.Name,
+		Enabled:            b.cc.Enabled == nil || *b.cc.Enabled,
+		Source:             b.source,
+		TLS:                tlsCertificate(leaf, chain, p.key),
+		Leaf:               leaf,
+		Chain:              chain,
+		ChainComplete:      complete,
+		KeyType:            keyType(leaf.PublicKey),
+		Fingerprint:        fingerprint(leaf),
+		ServerName:         b.cc.ServerName,
+		InsecureSkipVerify: b.cc.InsecureSkipVerify,
+	}
+	setServerCAs(c, p.serverCAs)
+	if c.ID, err = certificateID(c, p.key.signer, p.serverCAs); err != nil {
+		return nil, b.fail(p.keyField, err)
+	}
+	c.Warnings = append(b.warnings, b.certWarnings(c)...)
+	c.Files = b.files
+	return c, nil
+}
+
+// readParts reads every field, reporting the problems of all fields at once.
+func (b *builder) readParts() (*parts, error) {
+	var p parts
+	var errs []error
+	collect := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	var err error
+	p.certs, err = b.readCerts(certInput(b.cc))
+	collect(err)
+	p.key, p.keyField, err = b.readKey()
+	collect(err)
+	p.cas, err = b.readCerts(caInput(b.cc))
+	collect(err)
+	p.serverCAs, err = b.readServerCAs()
+	collect(err)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return &p, nil
+}
+
+func (b *builder) fail(field string, err error) error {
+	return &FieldError{Certificate: b.cc.Name, Field: field, Err: err}
+}
+
+// read returns the content of in; an unset optional input gives nil material.
+func (b *builder) read(in input) (*material, error) {
+	if !in.isSet() {
+		return nil, nil
+	}
+	m, err := readInput(in, b.dir)
+	if err != nil {
+		return nil, b.fail(m.field, err)
+	}
+	if m.path != "" {
+		b.files = append(b.files, m.path)
+	}
+	return &m, nil
+}
+
+func (b *builder) readCerts(in input) ([]*x509.Certificate, error) {
+	m, err := b.read(in)
+	if m == nil || err != nil {
+		return nil, err
+	}
+	blocks, err := decodePEM(*m)
+	if err != nil {
+		return nil, b.fail(m.field, err)
+	}
+	certs, err := parseCertBlocks(blocks)
+	if err != nil {
+		return nil, b.fail(m.field, err)
+	}
+	return certs, nil
+}
+
+func (b *builder) readKey() (*privateKey, string, error) {
+	m, err := b.read(keyInput(b.cc))
+	if err != nil {
+		return nil, "", err
+	}
+	block, err := b.keyBlock(*m)
+	if err != nil {
+		return nil, m.field, err
+	}
+	pass, passField, err := b.passphrase()
+	if err != nil {
+		return nil, m.field, err
+	}
+	key, err := decodeKey(block, pass, b.noPassphraseHint(passField))
+	if err != nil {
+		return nil, m.field, b.fail(m.field, err)
+	}
+	if !key.encrypted && len(pass) > 0 {
+		b.warn("%s is set but the private key is not encrypted; remove it", passField)
+	}
+	if m.path != "" {
+		b.checkPrivate("key file", m.path)
+	}
+	return key, m.field, nil
+}
+
+func (b *builder) keyBlock(m material) (*pem.Block, error) {
+	blocks, err := decodePEM(m)
+	if err != nil {
+		return nil, b.fail(m.field, err)
+	}
+	block, err := pickKeyBlock(blocks)
+	if err != nil {
+		return nil, b.fail(m.field, err)
+	}
+	return block, nil
+}
+
+// passphrase returns the passphrase and the field it came from, if any.
+func (b *builder) passphrase() ([]byte, string, error) {
+	switch cc := b.cc; {
+	case cc.Passphrase != "":
+		return []byte(cc.Passphrase), "passphrase", nil
+	case cc.PassphraseFile != "":
+		return b.passphraseFile()
+	case cc.PassphraseEnv != "":
+		v, ok := os.LookupEnv(cc.PassphraseEnv)
+		if !ok {
+			return nil, "", b.fail("passphrase_env", errorf(ErrEnvUnset, "environment "+
+				"variable %q is not set; set it for mtlsproxy or fix the name", cc.PassphraseEnv))
+		}
+		return []byte(v), "passphrase_env", nil
+	}
+	return nil, "", nil
+}
+
+func (b *builder) passphraseFile() ([]byte, string, error) {
+	path := resolvePath(b.dir, b.cc.PassphraseFile)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, "", b.fail("passphrase_file", readError(path, err))
+	}
+	b.files = append(b.files, path)
+	b.checkPrivate("passphrase file", path)
+	return []byte(strings.TrimRight(string(data), "\r\n")), "passphrase_file", nil
+}
+
+func (b *builder) noPassphraseHint(passField string) string {
+	switch {
+	case passField != "":
+		return passField + " gives an empty passphrase; put the passphrase there"
+	case b.source == SourceAPI:
+		return "send the passphrase with the private key"
+	}
+	return "set passphrase_file or passphrase_env"
+}
+
+// checkPrivate warns when a secret file can be read by other users.
+func (b *builder) checkPrivate(what, path string) {
+	if runtime.GOOS == "windows" {
+		return
+	}
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		b.warn("%s %s is readable by group or others; chmod 600 it", what, path)
+	}
+}
+
+func (b *builder) warn(format string, args ...any) {
+	b.warnings = append(b.warnings, fmt.Sprintf(format, args...))
+}
+
+func (b *builder) readServerCAs() ([]*x509.Certificate, error) {
+	m, err := b.read(serverCAInput(b.cc))
+	if m == nil || err != nil {
+		return nil, err
+	}
+	blocks, err := decodePEM(*m)
+	if err == nil {
+		var certs []*x509.Certificate
+		if certs, err = parseCertBlocks(blocks); err == nil {
+			return certs, nil
+		}
+	}
+	return nil, b.fail(m.field, errorf(ErrBadServerCA, "%w; it must hold the PEM "+
+		"certificates of the CAs that issued the upstream's certificate", err))
+}
+
+// pickLeaf finds the certificate of the private key among those of the cert field.
+// The others are returned, without duplicates, to become the chain.
+func (b *builder) pickLeaf(p *parts) (*x509.Certificate, []*x509.Certificate, error) {
+	var leaf *x509.Certificate
+	var others []*x509.Certificate
+	matches := 0
+	for _, c := range dedupe(p.certs) {
+		switch {
+		case !sameKey(c, p.key.signer):
+			others = append(others, c)
+		case leaf == nil || c.NotAfter.After(leaf.NotAfter):
+			leaf = c
+			matches++
+		default:
+			matches++
+		}
+	}
+	if leaf == nil {
+		return nil, nil, b.fail(p.keyField, b.mismatch(p))
+	}
+	if matches > 1 {
+		b.warn("%s holds %d certificates for this key; using the one valid until %s",
+			certInput(b.cc).usedKey(), matches, formatDate(leaf.NotAfter))
+	}
+	return leaf, others, nil
+}
+
+func (b *builder) mismatch(p *parts) error {
+	certField := certInput(b.cc).usedKey()
+	for _, c := range p.cas {
+		if sameKey(c, p.key.signer) {
+			return errorf(ErrKeyMismatch, "the private key belongs to a certificate in %s, "+
+				"not to any in %s; move that certificate to %s", caInput(b.cc).usedKey(),
+				certField, certField)
+		}
+	}
+	hint := "use the key that belongs to this certificate"
+	if p.key.encrypted {
+		hint += ", and check the passphrase"
+	}
+	return errorf(ErrKeyMismatch, "the private key (%s) does not match the certificate in %s "+
+		"(%s key); %s", keyType(p.key.signer.Public()), certField,
+		keyType(p.certs[0].PublicKey), hint)
+}
+
+// dedupe drops repeated certificates, keeping the first of each.
+func dedupe(certs []*x509.Certificate) []*x509.Certificate {
+	seen := make(map[string]bool, len(certs))
+	var out []*x509.Certificate
+	for _, c := range certs {
+		if !seen[string(c.Raw)] {
+			seen[string(c.Raw)] = true
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func tlsCertificate(leaf *x509.Certificate, chain []*x509.Certificate,
+	key *privateKey) tls.Certificate {
+	der := [][]byte{leaf.Raw}
+	for _, c := range chain {
+		der = append(der, c.Raw)
+	}
+	return tls.Certificate{Certificate: der, PrivateKey: key.signer, Leaf: leaf}
+}
+
+func setServerCAs(c *Certificate, cas []*x509.Certificate) {
+	if len(cas) == 0 {
+		return
+	}
+	c.ServerCAs = x509.NewCertPool()
+	for _, ca := range cas {
+		c.ServerCAs.AddCert(ca)
+		c.ServerCAPEM = append(c.ServerCAPEM,
+			pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw})...)
+	}
+}
+
+// fingerprint is the SHA-256 of the DER, as lowercase hex pairs joined by colons.
+func fingerprint(c *x509.Certificate) string {
+	sum := sha256.Sum256(c.Raw)
+	pairs := make([]string, len(sum))
+	for i, b := range sum {
+		pairs[i] = hex.EncodeToString([]byte{b})
+	}
+	return strings.Join(pairs, ":")
+}

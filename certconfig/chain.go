@@ -1,0 +1,164 @@
+package certconfig
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"slices"
+	"time"
+)
+
+// expirySoon is how far ahead an upcoming expiry is warned about.
+const expirySoon = 30 * 24 * time.Hour
+
+const dateLayout = "2006-01-02 15:04 UTC"
+
+func formatDate(t time.Time) string { return t.UTC().Format(dateLayout) }
+
+// orderChain orders the certificates to present after leaf: each is the issuer of
+// the one before it as far as the links go, then the unrelated ones in the order
+// given. Duplicates and copies of the leaf are dropped. complete reports whether
+// the links end at a self-signed certificate (or the leaf is one).
+func orderChain(leaf *x509.Certificate,
+	others []*x509.Certificate) (chain []*x509.Certificate, complete bool) {
+	rest := slices.DeleteFunc(dedupe(others), func(c *x509.Certificate) bool {
+		return bytes.Equal(c.Raw, leaf.Raw)
+	})
+	for cur := leaf; ; {
+		if isSelfSigned(cur) {
+			complete = true
+			break
+		}
+		i := slices.IndexFunc(rest, func(c *x509.Certificate) bool { return issuedBy(cur, c) })
+		if i < 0 {
+			break
+		}
+		cur = rest[i]
+		chain = append(chain, cur)
+		rest = slices.Delete(rest, i, i+1)
+	}
+	return append(chain, rest...), complete
+}
+
+// issuedBy reports whether parent's key signed child. The CA flag of parent is not
+// required: ordering what the operator gave is not the server's verification.
+func issuedBy(child, parent *x509.Certificate) bool {
+	return bytes.Equal(child.RawIssuer, parent.RawSubject) &&
+		parent.CheckSignature(child.SignatureAlgorithm, child.RawTBSCertificate,
+			child.Signature) == nil
+}
+
+func isSelfSigned(c *x509.Certificate) bool { return issuedBy(c, c) }
+
+// certWarnings are the notes about a built certificate an operator should see.
+func (b *builder) certWarnings(c *Certificate) []string {
+	var w []string
+	w = append(w, validityWarnings("certificate", c.Leaf, b.now)...)
+	for _, ca := range c.Chain {
+		if b.now.After(ca.NotAfter) {
+			w = append(w, fmt.Sprintf("chain certificate %q expired on %s; get the current "+
+				"one from your CA", ca.Subject.String(), formatDate(ca.NotAfter)))
+		}
+	}
+	if !c.ChainComplete && !isSelfSigned(c.Leaf) {
+		w = append(w, "chain does not reach a root; add the intermediate CA certificates "+
+			"to ca_file")
+	}
+	w = append(w, keyWarnings(c.Leaf)...)
+	return append(w, b.verifyWarnings()...)
+}
+
+func validityWarnings(what string, c *x509.Certificate, now time.Time) []string {
+	switch {
+	case now.After(c.NotAfter):
+		return []string{fmt.Sprintf("%s expired on %s; replace it", what,
+			formatDate(c.NotAfter))}
+	case now.Before(c.NotBefore):
+		return []string{fmt.Sprintf("%s is not yet valid until %s; check its dates or wait",
+			what, formatDate(c.NotBefore))}
+	case c.NotAfter.Sub(now) < expirySoon:
+		return []string{fmt.Sprintf("%s expires on %s, %s; renew it", what,
+			formatDate(c.NotAfter), inDays(c.NotAfter.Sub(now)))}
+	}
+	return nil
+}
+
+// inDays rounds a positive duration up to whole days.
+func inDays(d time.Duration) string {
+	days := int((d + 24*time.Hour - 1) / (24 * time.Hour))
+	if days == 1 {
+		return "within a day"
+	}
+	return fmt.Sprintf("in %d days", days)
+}
+
+func keyWarnings(leaf *x509.Certificate) []string {
+	var w []string
+	if k, ok := leaf.PublicKey.(*rsa.PublicKey); ok && k.N.BitLen() < 2048 {
+		w = append(w, fmt.Sprintf("the RSA key has only %d bits; many servers refuse "+
+			"less than 2048", k.N.BitLen()))
+	}
+	eku := leaf.ExtKeyUsage
+	if len(eku) > 0 && !slices.Contains(eku, x509.ExtKeyUsageClientAuth) &&
+		!slices.Contains(eku, x509.ExtKeyUsageAny) {
+		w = append(w, "the certificate is not issued for client authentication (its extended "+
+			"key usage lacks clientAuth); servers that check it will refuse it")
+	}
+	return w
+}
+
+func (b *builder) verifyWarnings() []string {
+	if !b.cc.InsecureSkipVerify {
+		return nil
+	}
+	w := []string{"insecure_skip_verify is on: the upstream's certificate is not verified; " +
+		"use only in development"}
+	if in := serverCAInput(b.cc); in.isSet() {
+		w = append(w, in.usedKey()+" is ignored while insecure_skip_verify is on")
+	}
+	return w
+}
+
+// certificateID hashes everything that makes two certificates interchangeable on an
+// upstream connection. Each part is length-prefixed so that no two different
+// inputs hash the same bytes. The private key is included so that a new
+// certificate for the same key, and a new key, both give a new ID.
+func certificateID(c *Certificate, key crypto.Signer,
+	serverCAs []*x509.Certificate) (string, error) {
+	pub, err := x509.MarshalPKIXPublicKey(key.Public())
+	if err != nil {
+		return "", fmt.Errorf("cannot encode the public key: %w", err)
+	}
+	priv, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return "", fmt.Errorf("cannot encode the private key: %w", err)
+	}
+	h := sha256.New()
+	writePart(h, c.Leaf.Raw)
+	writeCerts(h, c.Chain)
+	pubSum := sha256.Sum256(pub)
+	writePart(h, pubSum[:])
+	writePart(h, priv)
+	writePart(h, []byte(c.ServerName))
+	writeCerts(h, serverCAs)
+	writePart(h, []byte(fmt.Sprint(c.InsecureSkipVerify)))
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func writeCerts(h hash.Hash, certs []*x509.Certificate) {
+	writePart(h, binary.BigEndian.AppendUint64(nil, uint64(len(certs))))
+	for _, c := range certs {
+		writePart(h, c.Raw)
+	}
+}
+
+func writePart(h hash.Hash, b []byte) {
+	h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(b))))
+	h.Write(b)
+}
