@@ -27,6 +27,9 @@ type Reloader struct {
 	// Build makes the config file's snapshot; nil means LoadFile, or, with a Store,
 	// a load that lets routes name certificates the admin state defines.
 	Build func(path string) (*Snapshot, error)
+	// Check, when set, is a last test of a new snapshot by the packages that use it
+	// (the egress policy compiles, for one); an error rejects the snapshot.
+	Check func(*Snapshot) error
 
 	mu      sync.Mutex
 	base    *Snapshot // the config file's snapshot, before the admin state
@@ -51,6 +54,9 @@ func (r *Reloader) Reload(reason string) (*Snapshot, error) {
 	var snap *Snapshot
 	if err == nil {
 		snap, err = r.overlay(base, r.state())
+	}
+	if err == nil && r.Check != nil {
+		err = r.Check(snap)
 	}
 	if err != nil {
 		r.record(false, err)

@@ -144,7 +144,11 @@ func (e *EgressConfig) validate() []error {
 func checkCIDRs(key string, list []string) []error {
 	var errs []error
 	for i, s := range list {
-		if _, err := netip.ParsePrefix(strings.TrimSpace(s)); err != nil {
+		s := strings.TrimSpace(s)
+		if _, err := netip.ParsePrefix(s); err == nil {
+			continue
+		}
+		if ip, err := netip.ParseAddr(s); err != nil || ip.Zone() != "" {
 			errs = append(errs, fmt.Errorf("%s[%d]: %q is not a CIDR; write it like "+
 				`"10.0.0.0/8", "192.0.2.7/32" or "fd00::/8"`, key, i, s))
 		}

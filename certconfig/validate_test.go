@@ -107,8 +107,8 @@ func TestValidate(t *testing.T) {
 		{"negative count", func(c *Config) { c.Proxy.MaxIdleConnsPerHost = -1 },
 			"proxy.max_idle_conns_per_host: -1 is negative; use a positive number or leave it " +
 				"out"},
-		{"CIDR", func(c *Config) { c.Egress.AllowCIDRs = []string{"10.0.0.0/8", "10.1.2.3"} },
-			`egress.allow_cidrs[1]: "10.1.2.3" is not a CIDR; write it like "10.0.0.0/8", ` +
+		{"CIDR", func(c *Config) { c.Egress.AllowCIDRs = []string{"10.0.0.0/8", "10.1.2.3/40"} },
+			`egress.allow_cidrs[1]: "10.1.2.3/40" is not a CIDR; write it like "10.0.0.0/8", ` +
 				`"192.0.2.7/32" or "fd00::/8"`},
 		{"deny CIDR", func(c *Config) { c.Egress.DenyCIDRs = []string{"fd00::/129"} },
 			`egress.deny_cidrs[0]: "fd00::/129" is not a CIDR`},

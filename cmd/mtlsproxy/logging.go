@@ -1,0 +1,96 @@
+package main
+
+import (
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/mtlsproxy/mtlsproxy/certconfig"
+)
+
+// newLogger builds the process logger from the [log] table. The returned level can
+// be changed later, so that a reload applies a new [log] level; the format is fixed
+// for the life of the process.
+func newLogger(w io.Writer, lc certconfig.LogConfig) (*slog.Logger, *slog.LevelVar) {
+	level := new(slog.LevelVar)
+	level.Set(parseLevel(lc.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if useJSON(lc.Format, w) {
+		return slog.New(slog.NewJSONHandler(w, opts)), level
+	}
+	return slog.New(slog.NewTextHandler(w, opts)), level
+}
+
+// parseLevel maps a [log] level to slog; anything unknown is info, since the loader
+// has already rejected values it does not accept.
+func parseLevel(s string) slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(strings.TrimSpace(s))); err != nil {
+		return slog.LevelInfo
+	}
+	return l
+}
+
+// useJSON decides the log format: "auto" and "" mean text for a person at a
+// terminal, JSON for everything else (files, pipes, log collectors).
+func useJSON(format string, w io.Writer) bool {
+	switch strings.ToLower(format) {
+	case "json":
+		return true
+	case "text":
+		return false
+	default:
+		return !isTerminal(w)
+	}
+}
+
+// isTerminal reports whether w is a character device such as a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// logSnapshot writes what was loaded: one line per certificate, one warn line per
+// load warning, and a summary.
+func logSnapshot(log *slog.Logger, snap *certconfig.Snapshot) {
+	for _, name := range certificateNames(snap) {
+		c := snap.Certificates[name]
+		log.Info("certificate loaded",
+			"certificate", c.Name,
+			"enabled", c.Enabled,
+			"subject", subject(c),
+			"not_after", notAfter(c),
+			"key_type", c.KeyType,
+			"fingerprint", c.Fingerprint,
+			"source", c.Source)
+		for _, w := range c.Warnings {
+			log.Warn("certificate warning", "certificate", c.Name, "warning", w)
+		}
+	}
+	log.Info("configuration loaded",
+		"config", snap.Config.Path,
+		"certificates", len(snap.Certificates),
+		"routes", len(snap.Routes))
+}
+
+// subject is the leaf's subject in RFC 2253 form, or "" if there is no leaf.
+func subject(c *certconfig.Certificate) string {
+	if c.Leaf == nil {
+		return ""
+	}
+	return c.Leaf.Subject.String()
+}
+
+// notAfter is the leaf's expiry in RFC 3339 (UTC), or "" if there is no leaf.
+func notAfter(c *certconfig.Certificate) string {
+	if c.Leaf == nil {
+		return ""
+	}
+	return c.Leaf.NotAfter.UTC().Format(time.RFC3339)
+}

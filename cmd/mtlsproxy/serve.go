@@ -1,0 +1,276 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/mtlsproxy/mtlsproxy/certconfig"
+	"github.com/mtlsproxy/mtlsproxy/proxy"
+)
+
+// serveOptions is what "serve" needs from the command line and the process.
+type serveOptions struct {
+	configPath string
+	listen     string // overrides [proxy] listen when set
+	stderr     io.Writer
+	signals    <-chan os.Signal
+	// ready, when set, is called with the listener's address once it accepts.
+	ready func(net.Addr)
+}
+
+// serveFlags declares the flags of "serve" into a fresh serveOptions.
+func serveFlags(out io.Writer) (*flag.FlagSet, *serveOptions) {
+	o := &serveOptions{}
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&o.configPath, "config", "", "configuration `file` (required)")
+	fs.StringVar(&o.listen, "listen", "",
+		"`address` to listen on, overriding [proxy] listen (port 0 picks a free one)")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "usage: mtlsproxy serve -config FILE [-listen ADDR]\n\n"+
+			"Runs the proxy. SIGHUP reloads the configuration; SIGTERM or SIGINT\n"+
+			"drain in-flight requests and stop; a second signal stops at once.\n\n")
+		fs.PrintDefaults()
+	}
+	return fs, o
+}
+
+// runServe implements "mtlsproxy serve".
+func runServe(args []string, stderr io.Writer) int {
+	fs, o := serveFlags(stderr)
+	if code, done := parseFlags(fs, args); done {
+		return code
+	}
+	if o.configPath == "" {
+		fmt.Fprint(stderr, "mtlsproxy serve: -config is required\n\n")
+		fs.Usage()
+		return exitUsage
+	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	o.stderr, o.signals = stderr, sigs
+	return serve(*o)
+}
+
+// daemon holds what the running proxy shares between signals and reloads.
+type daemon struct {
+	path  string
+	cur   *certconfig.Current
+	log   *slog.Logger
+	level *slog.LevelVar
+
+	mu sync.Mutex // one load at a time, so snapshots are swapped in order
+}
+
+// newDaemon puts snap, the first snapshot, in force and prepares reloads of path.
+func newDaemon(path string, snap *certconfig.Snapshot, log *slog.Logger,
+	level *slog.LevelVar) *daemon {
+	d := &daemon{path: path, cur: new(certconfig.Current), log: log, level: level}
+	d.install(snap, time.Now())
+	d.cur.Subscribe(d.applied)
+	return d
+}
+
+// serve loads the configuration, starts the listener and runs until a signal stops
+// it. It returns the exit status.
+func serve(o serveOptions) int {
+	snap, err := certconfig.LoadFile(o.configPath)
+	if err != nil {
+		fmt.Fprintf(o.stderr, "mtlsproxy serve: %s: %v\n", o.configPath, err)
+		return exitError
+	}
+	log, level := newLogger(o.stderr, snap.Config.Log)
+	d := newDaemon(o.configPath, snap, log, level)
+
+	p, err := proxy.New(proxy.Options{Current: d.cur, Logger: log})
+	if err != nil {
+		log.Error("cannot start the proxy", "error", err)
+		return exitError
+	}
+	closeProxy := func() { p.Close() }
+
+	ln, err := listen(o.listen, snap.Config.Proxy.Listen)
+	if err != nil {
+		closeProxy()
+		log.Error("cannot listen", "error", err)
+		return exitError
+	}
+
+	srv := newHTTPServer(snap.Config.Proxy, p, log)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	log.Info("listening", "addr", ln.Addr().String(), "version", resolveVersion())
+	if o.ready != nil {
+		o.ready(ln.Addr())
+	}
+	return d.run(srv, closeProxy, served, o.signals)
+}
+
+// listen opens the client-facing socket: override when set, else configured.
+func listen(override, configured string) (net.Listener, error) {
+	addr := configured
+	if override != "" {
+		addr = override
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
+// newHTTPServer is the client-facing server with the limits from [proxy].
+func newHTTPServer(pc certconfig.ProxyConfig, h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: pc.ReadHeaderTimeout.Duration,
+		IdleTimeout:       pc.ClientIdleTimeout.Duration,
+		MaxHeaderBytes:    pc.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+// run waits for signals: SIGHUP reloads, SIGINT and SIGTERM shut down. It returns
+// the exit status.
+func (d *daemon) run(srv *http.Server, closeProxy func(), served <-chan error,
+	sigs <-chan os.Signal) int {
+	for {
+		select {
+		case err := <-served:
+			d.log.Error("listener stopped", "error", err)
+			closeProxy()
+			return exitError
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				_ = d.reload("SIGHUP")
+				continue
+			}
+			return d.shutdown(srv, closeProxy, sig, sigs)
+		}
+	}
+}
+
+// shutdown drains in-flight requests for the configured grace period, then closes
+// what is left. A second SIGINT or SIGTERM abandons the wait.
+func (d *daemon) shutdown(srv *http.Server, closeProxy func(), sig os.Signal,
+	sigs <-chan os.Signal) int {
+	grace := d.cur.Load().Config.Proxy.ShutdownGrace.Duration
+	d.log.Info("shutting down; draining in-flight requests",
+		"signal", sig.String(), "grace", grace.String())
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		d.drain(srv, grace)
+		closeProxy()
+	}()
+	for {
+		select {
+		case <-done:
+			d.log.Info("stopped")
+			return exitOK
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				continue
+			}
+			d.log.Warn("second signal; stopping without waiting", "signal", sig.String())
+			return exitError
+		}
+	}
+}
+
+// drain stops accepting, waits up to grace for requests to finish, then closes
+// every remaining client connection.
+func (d *daemon) drain(srv *http.Server, grace time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	err := srv.Shutdown(ctx)
+	if err == nil {
+		return
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		d.log.Warn("grace period over; closing remaining connections", "grace", grace.String())
+	} else {
+		d.log.Warn("shutdown", "error", err)
+	}
+	_ = srv.Close()
+}
+
+// reload loads the configuration file again. On success the new snapshot is put
+// in force; on failure the error is logged and recorded with SetStatus and the
+// snapshot in force stays. trigger says what asked ("SIGHUP", "file change"). It is
+// safe to call from several goroutines: reloads are serialized.
+func (d *daemon) reload(trigger string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+
+	now := time.Now()
+	snap, err := certconfig.LoadFile(d.path)
+	if err != nil {
+		st := d.cur.Status()
+		st.At, st.Success, st.Err = now, false, err.Error()
+		st.Failures++
+		d.cur.SetStatus(st)
+		d.log.Error("reload failed; the configuration in force is kept",
+			"trigger", trigger, "config", d.path, "error", err)
+		return fmt.Errorf("reload %s: %w", d.path, err)
+	}
+	d.install(snap, now)
+	d.log.Info("configuration reloaded", "trigger", trigger)
+	return nil
+}
+
+// install puts snap in force, records the success and logs what was loaded.
+func (d *daemon) install(snap *certconfig.Snapshot, at time.Time) {
+	st := d.cur.Status()
+	st.At, st.Success, st.Err, st.LastSuccess = at, true, "", at
+	st.Successes++
+	d.cur.Swap(snap)
+	d.cur.SetStatus(st)
+	logSnapshot(d.log, snap)
+}
+
+// applied runs after every snapshot swap, whatever caused it: it applies the new
+// [log] level and says which settings need a restart.
+func (d *daemon) applied(old, next *certconfig.Snapshot) {
+	d.level.Set(parseLevel(next.Config.Log.Level))
+	if old != nil {
+		d.warnRestartNeeded(old.Config, next.Config)
+	}
+}
+
+// warnRestartNeeded logs settings of next that a reload cannot apply because they
+// shape the listener or the logger, which are built once at start.
+func (d *daemon) warnRestartNeeded(old, next *certconfig.Config) {
+	if old.Proxy.Listen != next.Proxy.Listen {
+		d.log.Warn("[proxy] listen changed; restart to apply", "listen", next.Proxy.Listen)
+	}
+	if old.Log.Format != next.Log.Format {
+		d.log.Warn("[log] format changed; restart to apply", "format", next.Log.Format)
+	}
+	if clientLimits(old.Proxy) != clientLimits(next.Proxy) {
+		d.log.Warn("[proxy] read_header_timeout, client_idle_timeout or max_header_bytes" +
+			" changed; restart to apply")
+	}
+}
+
+// clientLimits are the [proxy] settings baked into the client-facing server.
+func clientLimits(pc certconfig.ProxyConfig) [3]int64 {
+	return [3]int64{
+		int64(pc.ReadHeaderTimeout.Duration),
+		int64(pc.ClientIdleTimeout.Duration),
+		int64(pc.MaxHeaderBytes),
+	}
+}

@@ -1,0 +1,89 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/elazarl/goproxy"
+
+	"github.com/mtlsproxy/mtlsproxy/certconfig"
+)
+
+// onConnect lets a CONNECT tunnel through unchanged, unless [proxy] connect is
+// "deny". A tunnel carries the client's own TLS, so no certificate can be added:
+// when one was asked for, the log says so and how to get it presented.
+//
+// TODO: tunnels have no idle timeout (goproxy copies without deadlines); a peer
+// that stops talking holds two goroutines and two sockets until the other closes.
+func (p *Proxy) onConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
+	ex := exchangeFrom(ctx.Req.Context())
+	ex.tunnel = true
+	if _, _, err := net.SplitHostPort(host); err != nil {
+		host = net.JoinHostPort(strings.Trim(host, "[]"), "443")
+	}
+	ex.upstream = host
+	if connectDenied(ex.snap) {
+		ex.fail(CodeConnectDenied, nil)
+		ex.tunnelStatus = Status(CodeConnectDenied)
+		ctx.Resp = errorResponse(ctx.Req, ex)
+		return goproxy.RejectConnect, host
+	}
+	ex.noteTunnelCertificate(ctx.Req, host)
+	return goproxy.OkConnect, host
+}
+
+// noteTunnelCertificate records the certificate a CONNECT asked for, by header or
+// by route, and the warning that it cannot be presented.
+func (ex *exchange) noteTunnelCertificate(r *http.Request, hostport string) {
+	name, _ := takeCertName(r.Header, certHeaderOf(ex.snap))
+	source := sourceHeader
+	if name == "" {
+		host, portText, _ := net.SplitHostPort(hostport)
+		port, _ := strconv.Atoi(portText)
+		rt := ex.snap.Route(certconfig.NormalizeHost(host), port)
+		if rt == nil || rt.Certificate == "" {
+			return
+		}
+		name, source = rt.Certificate, sourceRoute
+	}
+	ex.certName, ex.certSource = name, source
+	ex.warning = fmt.Sprintf("certificate %q was not presented: a CONNECT tunnel cannot "+
+		"carry a client certificate; send plain http:// requests through the proxy and "+
+		"it will originate TLS with the certificate", name)
+}
+
+// tunnelDialError marks a failure to open the upstream side of a tunnel, as
+// opposed to a failure inside a tunnel that is already open.
+type tunnelDialError struct{ err error }
+
+func (e *tunnelDialError) Error() string { return e.err.Error() }
+func (e *tunnelDialError) Unwrap() error { return e.err }
+
+func (p *Proxy) dialTunnel(req *http.Request, network, addr string) (net.Conn, error) {
+	ex := exchangeFrom(req.Context())
+	conn, err := p.dialer(limitsOf(ex.snap).dial)(req.Context(), network, addr)
+	if err != nil {
+		return nil, &tunnelDialError{err}
+	}
+	ex.tunnelStatus = http.StatusOK
+	return conn, nil
+}
+
+// tunnelError answers a CONNECT whose upstream could not be dialled with the
+// proxy's own error. goproxy also calls it for failures inside an open tunnel,
+// where nothing may be written: those are left to goproxy, which closes both ends.
+func (p *Proxy) tunnelError(w io.Writer, ctx *goproxy.ProxyCtx, err error) {
+	if _, ok := errors.AsType[*tunnelDialError](err); !ok {
+		return
+	}
+	ex := exchangeFrom(ctx.Req.Context())
+	ex.fail(Classify(err, nil, false), err)
+	resp := errorResponse(ctx.Req, ex)
+	ex.tunnelStatus = resp.StatusCode
+	_ = resp.Write(w)
+}

@@ -1,0 +1,92 @@
+package proxy
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// Outcome is what happened to one request, reported to Options.Observe.
+type Outcome struct {
+	Certificate string // the certificate asked for (header or route); "" for none
+	Presented   bool   // its material was offered upstream (it exists and is enabled)
+	Method      string
+	Host        string // as the client asked, without port
+	Upstream    string // host:port dialled; "" when the proxy answered on its own
+	TLS         bool   // TLS was originated upstream
+	Tunnel      bool   // a CONNECT tunnel
+	Status      int    // status sent to the client
+	Code        string // error code (see Classify); "" on success
+	Warning     string // why the certificate was not presented, when it was not
+	Duration    time.Duration
+	BytesIn     int64 // request body bytes read from the client
+	BytesOut    int64 // response body bytes written to the client
+	Handshake   bool  // the request opened a new TLS connection
+	Resumed     bool  // the TLS session of its connection was resumed
+}
+
+func (ex *exchange) outcome(status int, bytesOut int64) Outcome {
+	if status == 0 && ex.code != "" {
+		status = Status(ex.code)
+	}
+	handshake, resumed := ex.hs.handshook()
+	return Outcome{
+		Certificate: ex.certName,
+		Presented:   ex.sent,
+		Method:      ex.method,
+		Host:        ex.host,
+		Upstream:    ex.upstream,
+		TLS:         ex.useTLS,
+		Tunnel:      ex.tunnel,
+		Status:      status,
+		Code:        ex.code,
+		Warning:     ex.warning,
+		Duration:    time.Since(ex.start),
+		BytesIn:     ex.bytesIn.Load(),
+		BytesOut:    bytesOut,
+		Handshake:   handshake,
+		Resumed:     resumed || ex.resumed,
+	}
+}
+
+// finish writes the request's log line and reports its outcome.
+func (p *Proxy) finish(ex *exchange, status int, bytesOut int64) {
+	o := ex.outcome(status, bytesOut)
+	p.logOutcome(ex, o)
+	if p.observe != nil {
+		p.observe(o)
+	}
+}
+
+// logOutcome writes the one line per request. Header values are never logged; the
+// certificate's name is, since it names no secret.
+func (p *Proxy) logOutcome(ex *exchange, o Outcome) {
+	level, msg := slog.LevelInfo, "request"
+	if o.Tunnel {
+		msg = "tunnel"
+	}
+	if o.Code != "" || o.Warning != "" {
+		level = slog.LevelWarn
+	}
+	attrs := []slog.Attr{
+		slog.String("certificate", o.Certificate),
+		slog.String("certificate_source", ex.certSource),
+		slog.String("method", o.Method),
+		slog.String("host", o.Host),
+		slog.String("upstream", o.Upstream),
+		slog.Bool("tls", o.TLS),
+		slog.Int("status", o.Status),
+		slog.String("error_code", o.Code),
+		slog.Duration("duration", o.Duration),
+		slog.Int64("bytes_in", o.BytesIn),
+		slog.Int64("bytes_out", o.BytesOut),
+		slog.Bool("resumed", o.Resumed),
+	}
+	if o.Warning != "" {
+		attrs = append(attrs, slog.String("warning", o.Warning))
+	}
+	if ex.err != nil {
+		attrs = append(attrs, slog.String("error", ex.err.Error()))
+	}
+	p.log.LogAttrs(context.Background(), level, msg, attrs...)
+}

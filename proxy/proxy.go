@@ -1,0 +1,158 @@
+// Package proxy is mtlsproxy's forward proxy. It takes plain HTTP requests in
+// absolute form, picks the client certificate that belongs to each one (named by a
+// request header, or by the first matching route), originates mutual TLS to the
+// upstream with it and relays the exchange, streaming both ways. It keeps one
+// connection pool per TLS identity, answers failed handshakes with stable error
+// codes that say what to fix, and tunnels CONNECT unchanged.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/elazarl/goproxy"
+
+	"github.com/mtlsproxy/mtlsproxy/certconfig"
+)
+
+// Response headers the proxy adds.
+const (
+	// ErrorHeader carries the error code on every response the proxy makes itself.
+	ErrorHeader = "X-Mtls-Proxy-Error"
+	// WarningHeader says why a request went out without the certificate it named.
+	WarningHeader = "X-Mtls-Proxy-Warning"
+)
+
+// DefaultCertHeader is the request header that names the certificate when
+// [proxy] cert_header is not set.
+const DefaultCertHeader = "X-Mtls-Client-Cert"
+
+// DialFunc opens a network connection, like net.Dialer.DialContext.
+type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// Options configure a Proxy.
+type Options struct {
+	// Current holds the snapshot in force; it is read once per request.
+	Current *certconfig.Current
+	// Logger receives one line per request; nil means slog.Default().
+	Logger *slog.Logger
+	// Dial, when set, replaces the TCP dialer for upstream connections and CONNECT
+	// tunnels. The proxy still applies the configured dial timeout to its context.
+	Dial DialFunc
+	// Observe, when set, is called once per request, after the response has been
+	// written (for CONNECT: once the tunnel is open or refused).
+	Observe func(Outcome)
+}
+
+// Proxy is the forward proxy. It is an http.Handler for the proxy listener.
+type Proxy struct {
+	cur     *certconfig.Current
+	log     *slog.Logger
+	observe func(Outcome)
+	dial    DialFunc
+	pool    *pool
+	engine  *goproxy.ProxyHttpServer
+}
+
+// New builds a Proxy reading its configuration from o.Current and subscribes to
+// it, so that every Swap drops the connection pools of certificates that are gone.
+func New(o Options) (*Proxy, error) {
+	if o.Current == nil {
+		return nil, errors.New("proxy: options: Current is required")
+	}
+	p := &Proxy{cur: o.Current, log: o.Logger, observe: o.Observe, dial: o.Dial}
+	if p.log == nil {
+		p.log = slog.Default()
+	}
+	p.pool = newPool(o.Current, p.dialer)
+	p.engine = p.newEngine()
+	o.Current.Subscribe(p.pool.prune)
+	return p, nil
+}
+
+// newEngine sets goproxy up so that everything it would decide on its own (the
+// transport, its environment proxy settings, error pages) is decided here instead.
+func (p *Proxy) newEngine() *goproxy.ProxyHttpServer {
+	e := goproxy.NewProxyHttpServer()
+	e.Logger = engineLog{p.log}
+	e.KeepAcceptEncoding = true
+	// Headers already set on the response writer (none today) survive; the
+	// upstream's are added to them.
+	e.KeepDestinationHeaders = true
+	// Never consulted for HTTP (every request gets its own round tripper), but it
+	// must not read HTTP_PROXY: a proxy that inherits its clients' environment
+	// would send requests to itself.
+	e.Tr = &http.Transport{Proxy: nil, DialContext: p.dialer(defaultDialTimeout)}
+	e.ConnectDial = nil
+	e.ConnectDialWithReq = p.dialTunnel
+	e.ConnectionErrHandler = p.tunnelError
+	e.NonproxyHandler = http.HandlerFunc(p.notProxyRequest)
+	e.OnRequest().DoFunc(p.onRequest)
+	e.OnRequest().HandleConnectFunc(p.onConnect)
+	return e
+}
+
+// ServeHTTP handles one request to the proxy.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ex := newExchange(p.cur.Load(), r)
+	r = r.WithContext(withExchange(r.Context(), ex))
+	if ex.snap == nil {
+		rw := &responseWriter{ResponseWriter: w, ex: ex}
+		ex.fail(CodeNotReady, nil)
+		writeError(rw, ex)
+		p.finish(ex, rw.status, rw.bytes)
+		return
+	}
+	if r.Method == http.MethodConnect {
+		p.engine.ServeHTTP(w, r)
+		p.finish(ex, ex.tunnelStatus, 0)
+		return
+	}
+
+	// Let the upstream answer while the request body is still arriving, and
+	// count what the client sends.
+	_ = http.NewResponseController(w).EnableFullDuplex()
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = &countingBody{ReadCloser: r.Body, n: &ex.bytesIn}
+	}
+	rw := &responseWriter{ResponseWriter: w, ex: ex}
+	p.engine.ServeHTTP(rw, r)
+	p.finish(ex, rw.status, rw.bytes)
+}
+
+// Close closes the idle upstream connections of every pool. Requests in flight
+// finish; later requests open new connections.
+func (p *Proxy) Close() { p.pool.closeIdle() }
+
+func (p *Proxy) notProxyRequest(w http.ResponseWriter, r *http.Request) {
+	ex := exchangeFrom(r.Context())
+	ex.fail(CodeNotAProxyRequest, nil)
+	writeError(w, ex)
+}
+
+// dialer returns the dial function for upstream connections: Options.Dial or a
+// net.Dialer, bounded by timeout.
+func (p *Proxy) dialer(timeout time.Duration) DialFunc {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		if p.dial != nil {
+			return p.dial(ctx, network, addr)
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}
+}
+
+// engineLog sends goproxy's own chatter to the debug level.
+type engineLog struct{ l *slog.Logger }
+
+func (e engineLog) Printf(format string, v ...any) {
+	e.l.Debug(strings.TrimSpace(fmt.Sprintf(format, v...)), "component", "goproxy")
+}

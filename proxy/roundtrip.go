@@ -1,0 +1,35 @@
+package proxy
+
+import (
+	"net/http"
+	"net/http/httptrace"
+
+	"github.com/elazarl/goproxy"
+)
+
+// roundTrip sends the request through the transport onRequest chose. A failure
+// becomes the proxy's own 502/504 answer, never goproxy's 500 with the raw error.
+func (p *Proxy) roundTrip(req *http.Request, _ *goproxy.ProxyCtx) (*http.Response, error) {
+	ex := exchangeFrom(req.Context())
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), ex.hs.trace()))
+	resp, err := ex.transport.RoundTrip(req)
+	if err != nil {
+		ex.fail(Classify(ex.hs.annotate(err), ex.cert, ex.sent), err)
+		return errorResponse(req, ex), nil
+	}
+	ex.received(resp)
+	return resp, nil
+}
+
+// received prepares the upstream's response for the client.
+func (ex *exchange) received(resp *http.Response) {
+	stripHopByHop(resp.Header)
+	if ex.warning != "" {
+		resp.Header.Set(WarningHeader, ex.warning)
+	}
+	ex.unknownLength = resp.ContentLength < 0
+	if resp.TLS != nil {
+		ex.resumed = resp.TLS.DidResume
+	}
+	resp.Body = &upstreamBody{ReadCloser: resp.Body, ex: ex}
+}

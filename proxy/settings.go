@@ -1,0 +1,57 @@
+package proxy
+
+import (
+	"time"
+
+	"github.com/mtlsproxy/mtlsproxy/certconfig"
+)
+
+// Defaults for [proxy] keys left at zero, as in a snapshot built without the loader.
+const (
+	defaultDialTimeout           = 10 * time.Second
+	defaultHandshakeTimeout      = 10 * time.Second
+	defaultResponseHeaderTimeout = 60 * time.Second
+	defaultIdleConnTimeout       = 90 * time.Second
+	defaultMaxIdleConnsPerHost   = 64
+)
+
+// limits are the [proxy] settings baked into a transport when it is built.
+type limits struct {
+	dial, handshake, header, idle time.Duration
+	maxIdlePerHost                int
+}
+
+func proxyConfig(s *certconfig.Snapshot) certconfig.ProxyConfig {
+	if s == nil || s.Config == nil {
+		return certconfig.ProxyConfig{}
+	}
+	return s.Config.Proxy
+}
+
+func limitsOf(s *certconfig.Snapshot) limits {
+	pc := proxyConfig(s)
+	return limits{
+		dial:           orDefault(pc.DialTimeout.Duration, defaultDialTimeout),
+		handshake:      orDefault(pc.TLSHandshakeTimeout.Duration, defaultHandshakeTimeout),
+		header:         orDefault(pc.ResponseHeaderTimeout.Duration, defaultResponseHeaderTimeout),
+		idle:           orDefault(pc.IdleConnTimeout.Duration, defaultIdleConnTimeout),
+		maxIdlePerHost: orDefault(pc.MaxIdleConnsPerHost, defaultMaxIdleConnsPerHost),
+	}
+}
+
+func certHeaderOf(s *certconfig.Snapshot) string {
+	return orDefault(proxyConfig(s).CertHeader, DefaultCertHeader)
+}
+
+// connectDenied reports whether [proxy] connect turns CONNECT off.
+func connectDenied(s *certconfig.Snapshot) bool {
+	return proxyConfig(s).Connect == "deny"
+}
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
