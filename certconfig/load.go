@@ -1,12 +1,16 @@
 package certconfig
 
 import (
+	"runtime"
+
 	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/BurntSushi/toml"
 )
@@ -36,7 +40,7 @@ func load(data []byte, path string, o LoadOptions) (*Snapshot, error) {
 		return nil, err
 	}
 	cfg.ApplyDefaults()
-	defined := cfg.definesCertificate
+	defined := cfg.certificateNames()
 	var opts []SnapshotOption
 	if o.AllowUnknownRouteCertificates {
 		defined, opts = nil, append(opts, AllowDangling())
@@ -75,19 +79,23 @@ func Parse(data []byte, path string) (*Config, error) {
 
 // buildAll builds every certificate of cfg and reports all failures together.
 func buildAll(cfg *Config, now time.Time) ([]*Certificate, error) {
-	var (
-		certs []*Certificate
-		errs  []error
-	)
-	for _, cc := range cfg.Certificates {
-		c, err := buildCertificate(cc, cfg.Dir, SourceConfig, now)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		certs = append(certs, c)
+	certs := make([]*Certificate, len(cfg.Certificates))
+	errs := make([]error, len(cfg.Certificates))
+	// Reading files and checking keys dominate a reload of thousands of
+	// certificates; they are independent, so use every core.
+	var g errgroup.Group
+	g.SetLimit(2 * runtime.GOMAXPROCS(0))
+	for i, cc := range cfg.Certificates {
+		g.Go(func() error {
+			certs[i], errs[i] = buildCertificate(cc, cfg.Dir, SourceConfig, now)
+			return nil
+		})
 	}
-	return certs, errors.Join(errs...)
+	_ = g.Wait() // errors are kept per certificate, in configuration order
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return certs, nil
 }
 
 // SnapshotOption changes how NewSnapshot checks what it is given.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -15,7 +16,7 @@ const maxNameLen = 128
 // Validate checks every key of the configuration without reading any file, and
 // reports all problems at once, one per line, each naming the key and the fix. Call
 // it after ApplyDefaults: empty listen addresses and log settings are errors.
-func (c *Config) Validate() error { return c.validate(c.definesCertificate) }
+func (c *Config) Validate() error { return c.validate(c.certificateNames()) }
 
 // validate is Validate with the test of route certificate names given; nil accepts
 // any name.
@@ -32,12 +33,22 @@ func (c *Config) validate(defined func(string) bool) error {
 }
 
 func (c *Config) definesCertificate(name string) bool {
+	return slices.ContainsFunc(c.Certificates, func(cc CertificateConfig) bool {
+		return cc.Name == name
+	})
+}
+
+// certificateNames returns a test of whether c defines a certificate, built once:
+// asking definesCertificate for each of thousands of routes would be quadratic.
+func (c *Config) certificateNames() func(string) bool {
+	names := make(map[string]struct{}, len(c.Certificates))
 	for _, cc := range c.Certificates {
-		if cc.Name == name {
-			return true
-		}
+		names[cc.Name] = struct{}{}
 	}
-	return false
+	return func(name string) bool {
+		_, ok := names[name]
+		return ok
+	}
 }
 
 func (p *ProxyConfig) validate() []error {
