@@ -1,0 +1,256 @@
+package admin
+
+import (
+	"crypto/x509"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/mtlsproxy/mtlsproxy/certconfig"
+)
+
+// ExpiryWarning is how far ahead of its not-after date a certificate is flagged.
+const ExpiryWarning = 30 * 24 * time.Hour
+
+const dateLayout = "2006-01-02 15:04 UTC"
+
+// CertificateView is what the admin API shows of a certificate. It never holds the
+// private key or the passphrase.
+type CertificateView struct {
+	Name               string      `json:"name"`
+	Enabled            bool        `json:"enabled"`
+	Source             string      `json:"source"` // "config" or "api"
+	Subject            string      `json:"subject"`
+	Issuer             string      `json:"issuer"`
+	SANs               SANs        `json:"sans"`
+	Serial             string      `json:"serial"`
+	NotBefore          string      `json:"not_before"` // RFC 3339, UTC
+	NotAfter           string      `json:"not_after"`  // RFC 3339, UTC
+	SHA256Fingerprint  string      `json:"sha256_fingerprint"`
+	KeyType            string      `json:"key_type"`
+	Chain              []string    `json:"chain"` // subjects presented after the leaf
+	ServerName         string      `json:"server_name"`
+	InsecureSkipVerify bool        `json:"insecure_skip_verify"`
+	Routes             []RouteView `json:"routes"`
+	Warnings           []string    `json:"warnings"`
+}
+
+// SANs are the subject alternative names of a certificate.
+type SANs struct {
+	DNS   []string `json:"dns"`
+	IP    []string `json:"ip"`
+	Email []string `json:"email"`
+	URI   []string `json:"uri"`
+}
+
+// RouteView is a route as the admin API shows it. Port 0 means any port.
+type RouteView struct {
+	Host        string `json:"host"`
+	Port        int    `json:"port"`
+	Certificate string `json:"certificate,omitempty"`
+	TLS         bool   `json:"tls"`
+}
+
+// ReloadView is the outcome of the latest configuration load.
+type ReloadView struct {
+	At      string `json:"at,omitempty"` // RFC 3339, UTC; empty before the first load
+	Success bool   `json:"success"`
+	Error   string `json:"error,omitempty"`
+}
+
+// ListResponse is the body of GET /v1/certificates.
+type ListResponse struct {
+	Certificates []CertificateView `json:"certificates"`
+	// DanglingRoutes are routes naming a certificate that does not exist (any more).
+	DanglingRoutes []RouteView `json:"dangling_routes"`
+	LastReload     ReloadView  `json:"last_reload"`
+}
+
+// listView shows every certificate of snap in configuration order.
+func listView(snap *certconfig.Snapshot, st certconfig.ReloadStatus, now time.Time) ListResponse {
+	out := ListResponse{
+		Certificates:   []CertificateView{},
+		DanglingRoutes: danglingRoutes(snap),
+		LastReload:     reloadView(st),
+	}
+	for _, name := range snapshotNames(snap) {
+		c := snap.Certificates[name]
+		out.Certificates = append(out.Certificates, certificateView(snap, c, now))
+	}
+	return out
+}
+
+// snapshotNames gives the names in configuration order, then any others sorted, so
+// that a certificate missing from Names is still shown.
+func snapshotNames(snap *certconfig.Snapshot) []string {
+	seen := make(map[string]bool, len(snap.Names))
+	var names []string
+	for _, n := range snap.Names {
+		if _, ok := snap.Certificates[n]; ok && !seen[n] {
+			seen[n] = true
+			names = append(names, n)
+		}
+	}
+	var rest []string
+	for n := range snap.Certificates {
+		if !seen[n] {
+			rest = append(rest, n)
+		}
+	}
+	sort.Strings(rest)
+	return append(names, rest...)
+}
+
+func danglingRoutes(snap *certconfig.Snapshot) []RouteView {
+	out := []RouteView{}
+	for _, r := range snap.Routes {
+		if _, ok := snap.Certificates[r.Certificate]; r.Certificate != "" && !ok {
+			out = append(out, RouteView{Host: r.Host, Port: r.Port, Certificate: r.Certificate,
+				TLS: r.TLS})
+		}
+	}
+	return out
+}
+
+func reloadView(st certconfig.ReloadStatus) ReloadView {
+	v := ReloadView{Success: st.Success, Error: st.Err}
+	if !st.At.IsZero() {
+		v.At = st.At.UTC().Format(time.RFC3339)
+	}
+	return v
+}
+
+// certificateView shows c, with warnings about its dates computed for now.
+func certificateView(snap *certconfig.Snapshot, c *certconfig.Certificate,
+	now time.Time) CertificateView {
+	v := CertificateView{
+		Name:               c.Name,
+		Enabled:            c.Enabled,
+		Source:             c.Source,
+		SHA256Fingerprint:  c.Fingerprint,
+		KeyType:            c.KeyType,
+		Chain:              []string{},
+		ServerName:         c.ServerName,
+		InsecureSkipVerify: c.InsecureSkipVerify,
+		Routes:             routesOf(snap, c.Name),
+		Warnings:           warnings(c, now),
+	}
+	if leaf := c.Leaf; leaf != nil {
+		v.Subject = leaf.Subject.String()
+		v.Issuer = leaf.Issuer.String()
+		v.SANs = sansOf(leaf)
+		v.Serial = serialOf(leaf)
+		v.NotBefore = leaf.NotBefore.UTC().Format(time.RFC3339)
+		v.NotAfter = leaf.NotAfter.UTC().Format(time.RFC3339)
+	}
+	for _, ch := range c.Chain {
+		v.Chain = append(v.Chain, ch.Subject.String())
+	}
+	return v
+}
+
+func routesOf(snap *certconfig.Snapshot, name string) []RouteView {
+	out := []RouteView{}
+	for _, r := range snap.Routes {
+		if r.Certificate == name {
+			out = append(out, RouteView{Host: r.Host, Port: r.Port, TLS: r.TLS})
+		}
+	}
+	return out
+}
+
+func sansOf(c *x509.Certificate) SANs {
+	s := SANs{DNS: []string{}, IP: []string{}, Email: []string{}, URI: []string{}}
+	s.DNS = append(s.DNS, c.DNSNames...)
+	s.Email = append(s.Email, c.EmailAddresses...)
+	for _, ip := range c.IPAddresses {
+		s.IP = append(s.IP, ip.String())
+	}
+	for _, u := range c.URIs {
+		s.URI = append(s.URI, u.String())
+	}
+	return s
+}
+
+// serialOf writes the serial number as colon-separated hex pairs, as most tools do.
+func serialOf(c *x509.Certificate) string {
+	if c.SerialNumber == nil {
+		return ""
+	}
+	b := c.SerialNumber.Bytes()
+	if len(b) == 0 {
+		return "00"
+	}
+	pairs := make([]string, len(b))
+	for i, x := range b {
+		pairs[i] = fmt.Sprintf("%02x", x)
+	}
+	return strings.Join(pairs, ":")
+}
+
+// validityPrefixes start the loader's warnings about the leaf's dates. Those were
+// true when the certificate was loaded; the view replaces them with ones computed
+// when it is asked for.
+var validityPrefixes = []string{
+	"certificate expired on ",
+	"certificate is not yet valid until ",
+	"certificate expires on ",
+}
+
+// warnings are c's load warnings, with the date warnings brought up to now, and the
+// chain and verification warnings added when the loader did not give them.
+func warnings(c *certconfig.Certificate, now time.Time) []string {
+	out := []string{}
+	for _, w := range c.Warnings {
+		if !hasAnyPrefix(w, validityPrefixes) {
+			out = append(out, w)
+		}
+	}
+	if c.Leaf != nil {
+		out = append(out, validityWarnings(c.Leaf, now)...)
+	}
+	if !c.ChainComplete && !containsText(out, "chain does not reach a root") {
+		out = append(out, "chain does not reach a root; the server must already hold "+
+			"the intermediate CA certificates, or add them to the CA certificates")
+	}
+	if c.InsecureSkipVerify && !containsText(out, "insecure_skip_verify") {
+		out = append(out, "insecure_skip_verify is on: the upstream's certificate is not "+
+			"verified; use only in development")
+	}
+	return out
+}
+
+func validityWarnings(leaf *x509.Certificate, now time.Time) []string {
+	switch left := leaf.NotAfter.Sub(now); {
+	case now.After(leaf.NotAfter):
+		return []string{fmt.Sprintf("certificate expired on %s; replace it",
+			leaf.NotAfter.UTC().Format(dateLayout))}
+	case now.Before(leaf.NotBefore):
+		return []string{fmt.Sprintf("certificate is not yet valid until %s; check its "+
+			"dates or wait", leaf.NotBefore.UTC().Format(dateLayout))}
+	case left < ExpiryWarning:
+		return []string{fmt.Sprintf("certificate expires on %s, in %d days; renew it",
+			leaf.NotAfter.UTC().Format(dateLayout), int(math.Ceil(left.Hours()/24)))}
+	}
+	return nil
+}
+
+func hasAnyPrefix(s string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func containsText(list []string, text string) bool {
+	for _, s := range list {
+		if strings.Contains(s, text) {
+			return true
+		}
+	}
+	return false
+}
