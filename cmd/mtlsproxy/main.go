@@ -4,13 +4,18 @@
 //
 // This package only wires the other packages together: it reads the command line,
 // loads the configuration, sets up logging, handles signals and decides the exit
-// status. Everything else lives in certconfig and proxy.
+// status. Everything else lives in certconfig, proxy and admin.
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/mtlsproxy/mtlsproxy/admin"
 )
 
 func main() {
@@ -35,6 +40,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runServe(rest, stderr)
 	case "check":
 		return runCheck(rest, stdout, stderr)
+	case "certs":
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return admin.RunCLI(ctx, rest, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, versionString())
 		return exitOK
@@ -59,6 +68,8 @@ func runHelp(args []string, stdout, stderr io.Writer) int {
 	case "check":
 		fs, _ := checkFlags(stdout)
 		fs.Usage()
+	case "certs":
+		return admin.RunCLI(context.Background(), []string{"-h"}, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "usage: mtlsproxy version\n\nPrints the version and exits.")
 	default:
@@ -85,6 +96,9 @@ Usage:
         Load and validate the configuration and every file it names, print one
         line per certificate (name, enabled, subject, not-after, warnings), and
         exit 1 with the reason if anything is wrong.
+  mtlsproxy certs list|show|add|replace|enable|disable|delete [flags] [NAME]
+        Manage certificates through the admin API of a running proxy
+        (-admin URL, -token-file FILE; "mtlsproxy help certs" lists the rest).
   mtlsproxy version
         Print the version.
   mtlsproxy help [COMMAND]

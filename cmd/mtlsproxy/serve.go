@@ -11,12 +11,13 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/mtlsproxy/mtlsproxy/certconfig"
 	"github.com/mtlsproxy/mtlsproxy/proxy"
+	"github.com/mtlsproxy/mtlsproxy/proxy/egress"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // serveOptions is what "serve" needs from the command line and the process.
@@ -66,56 +67,143 @@ func runServe(args []string, stderr io.Writer) int {
 
 // daemon holds what the running proxy shares between signals and reloads.
 type daemon struct {
-	path  string
 	cur   *certconfig.Current
+	rel   *certconfig.Reloader
 	log   *slog.Logger
 	level *slog.LevelVar
-
-	mu sync.Mutex // one load at a time, so snapshots are swapped in order
 }
 
-// newDaemon puts snap, the first snapshot, in force and prepares reloads of path.
-func newDaemon(path string, snap *certconfig.Snapshot, log *slog.Logger,
-	level *slog.LevelVar) *daemon {
-	d := &daemon{path: path, cur: new(certconfig.Current), log: log, level: level}
-	d.install(snap, time.Now())
-	d.cur.Subscribe(d.applied)
-	return d
+// reload loads the configuration file again through the one Reloader that the
+// file watcher and the admin API also use, so that changes are applied in order
+// and admin changes stay laid over the file. On failure the snapshot in force
+// stays; the Reloader logs and records the outcome.
+func (d *daemon) reload(trigger string) error {
+	_, err := d.rel.Reload(trigger)
+	return err
 }
 
-// serve loads the configuration, starts the listener and runs until a signal stops
-// it. It returns the exit status.
+// applied runs after every snapshot swap, whatever caused it: it applies the new
+// [log] level and says which settings need a restart.
+func (d *daemon) applied(old, next *certconfig.Snapshot) {
+	d.level.Set(parseLevel(next.Config.Log.Level))
+	if old != nil {
+		d.warnRestartNeeded(old.Config, next.Config)
+	}
+}
+
+// serve loads the configuration, starts the listeners and runs until a signal
+// stops it. It returns the exit status.
 func serve(o serveOptions) int {
-	snap, err := certconfig.LoadFile(o.configPath)
+	cfg, err := readBootConfig(o.configPath)
+	if err != nil {
+		fmt.Fprintf(o.stderr, "mtlsproxy serve: %v\n", err)
+		return exitError
+	}
+	log, level := newLogger(o.stderr, cfg.Log)
+	d, err := newDaemon(o.configPath, cfg, log, level)
 	if err != nil {
 		fmt.Fprintf(o.stderr, "mtlsproxy serve: %s: %v\n", o.configPath, err)
 		return exitError
 	}
-	log, level := newLogger(o.stderr, snap.Config.Log)
-	d := newDaemon(o.configPath, snap, log, level)
+	snap := d.cur.Load()
+	logSnapshot(log, snap)
 
+	reg := prometheus.NewRegistry()
 	p, err := proxy.New(proxy.Options{Current: d.cur, Logger: log})
 	if err != nil {
 		log.Error("cannot start the proxy", "error", err)
 		return exitError
 	}
-	closeProxy := func() { p.Close() }
-
-	ln, err := listen(o.listen, snap.Config.Proxy.Listen)
+	adm, err := newAdmin(snap.Config, d, reg)
 	if err != nil {
-		closeProxy()
-		log.Error("cannot listen", "error", err)
+		p.Close()
+		log.Error("cannot start the admin API", "error", err)
 		return exitError
 	}
 
+	ln, err := listen(o.listen, snap.Config.Proxy.Listen)
+	if err != nil {
+		p.Close()
+		log.Error("cannot listen", "error", err)
+		return exitError
+	}
 	srv := newHTTPServer(snap.Config.Proxy, p, log)
-	served := make(chan error, 1)
+	served := make(chan error, 2)
 	go func() { served <- srv.Serve(ln) }()
+	if err := adm.start(served); err != nil {
+		_ = srv.Close()
+		p.Close()
+		log.Error("cannot start the admin API", "error", err)
+		return exitError
+	}
+	stopWatch := d.watch()
 	log.Info("listening", "addr", ln.Addr().String(), "version", resolveVersion())
 	if o.ready != nil {
 		o.ready(ln.Addr())
 	}
-	return d.run(srv, closeProxy, served, o.signals)
+	stop := func() { stopWatch(); adm.stop(); p.Close() }
+	return d.run(srv, stop, served, o.signals)
+}
+
+// readBootConfig reads what is needed before the first load: the [log] settings
+// and where the admin state lives. The full load, with every file, follows.
+func readBootConfig(path string) (*certconfig.Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the config file: %w", err)
+	}
+	cfg, err := certconfig.Parse(data, path)
+	if err != nil {
+		return nil, err
+	}
+	cfg.ApplyDefaults()
+	return cfg, nil
+}
+
+// newDaemon opens the admin state (unless the admin API is disabled), loads the
+// configuration once and prepares reloads.
+func newDaemon(path string, cfg *certconfig.Config, log *slog.Logger,
+	level *slog.LevelVar) (*daemon, error) {
+	d := &daemon{cur: new(certconfig.Current), log: log, level: level}
+	d.rel = &certconfig.Reloader{Path: path, Current: d.cur, Logger: log,
+		Check: checkEgress}
+	if !cfg.Admin.Disabled {
+		store, err := certconfig.OpenStore(cfg.Resolve(cfg.Admin.StateDir))
+		if err != nil {
+			return nil, err
+		}
+		d.rel.Store = store
+	}
+	if _, err := d.rel.Reload("start"); err != nil {
+		return nil, err
+	}
+	d.cur.Subscribe(d.applied)
+	return d, nil
+}
+
+// checkEgress rejects a snapshot whose [egress] lists do not compile.
+func checkEgress(s *certconfig.Snapshot) error {
+	_, err := egress.NewPolicy(s.Config.Egress)
+	return err
+}
+
+// watch starts the file watcher and returns the function that stops it. Without a
+// watcher (the system refused one), SIGHUP still reloads.
+func (d *daemon) watch() func() {
+	w, err := certconfig.NewWatcher(d.rel, 0)
+	if err != nil {
+		d.log.Warn("cannot watch the config files; use SIGHUP to reload", "error", err)
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := w.Run(ctx); err != nil {
+			d.log.Warn("config watcher stopped; use SIGHUP to reload", "error", err)
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 // listen opens the client-facing socket: override when set, else configured.
@@ -144,27 +232,27 @@ func newHTTPServer(pc certconfig.ProxyConfig, h http.Handler, log *slog.Logger) 
 
 // run waits for signals: SIGHUP reloads, SIGINT and SIGTERM shut down. It returns
 // the exit status.
-func (d *daemon) run(srv *http.Server, closeProxy func(), served <-chan error,
+func (d *daemon) run(srv *http.Server, stop func(), served <-chan error,
 	sigs <-chan os.Signal) int {
 	for {
 		select {
 		case err := <-served:
 			d.log.Error("listener stopped", "error", err)
-			closeProxy()
+			stop()
 			return exitError
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
 				_ = d.reload("SIGHUP")
 				continue
 			}
-			return d.shutdown(srv, closeProxy, sig, sigs)
+			return d.shutdown(srv, stop, sig, sigs)
 		}
 	}
 }
 
 // shutdown drains in-flight requests for the configured grace period, then closes
 // what is left. A second SIGINT or SIGTERM abandons the wait.
-func (d *daemon) shutdown(srv *http.Server, closeProxy func(), sig os.Signal,
+func (d *daemon) shutdown(srv *http.Server, stop func(), sig os.Signal,
 	sigs <-chan os.Signal) int {
 	grace := d.cur.Load().Config.Proxy.ShutdownGrace.Duration
 	d.log.Info("shutting down; draining in-flight requests",
@@ -174,7 +262,7 @@ func (d *daemon) shutdown(srv *http.Server, closeProxy func(), sig os.Signal,
 	go func() {
 		defer close(done)
 		d.drain(srv, grace)
-		closeProxy()
+		stop()
 	}()
 	for {
 		select {
@@ -206,49 +294,6 @@ func (d *daemon) drain(srv *http.Server, grace time.Duration) {
 		d.log.Warn("shutdown", "error", err)
 	}
 	_ = srv.Close()
-}
-
-// reload loads the configuration file again. On success the new snapshot is put
-// in force; on failure the error is logged and recorded with SetStatus and the
-// snapshot in force stays. trigger says what asked ("SIGHUP", "file change"). It is
-// safe to call from several goroutines: reloads are serialized.
-func (d *daemon) reload(trigger string) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-
-	now := time.Now()
-	snap, err := certconfig.LoadFile(d.path)
-	if err != nil {
-		st := d.cur.Status()
-		st.At, st.Success, st.Err = now, false, err.Error()
-		st.Failures++
-		d.cur.SetStatus(st)
-		d.log.Error("reload failed; the configuration in force is kept",
-			"trigger", trigger, "config", d.path, "error", err)
-		return fmt.Errorf("reload %s: %w", d.path, err)
-	}
-	d.install(snap, now)
-	d.log.Info("configuration reloaded", "trigger", trigger)
-	return nil
-}
-
-// install puts snap in force, records the success and logs what was loaded.
-func (d *daemon) install(snap *certconfig.Snapshot, at time.Time) {
-	st := d.cur.Status()
-	st.At, st.Success, st.Err, st.LastSuccess = at, true, "", at
-	st.Successes++
-	d.cur.Swap(snap)
-	d.cur.SetStatus(st)
-	logSnapshot(d.log, snap)
-}
-
-// applied runs after every snapshot swap, whatever caused it: it applies the new
-// [log] level and says which settings need a restart.
-func (d *daemon) applied(old, next *certconfig.Snapshot) {
-	d.level.Set(parseLevel(next.Config.Log.Level))
-	if old != nil {
-		d.warnRestartNeeded(old.Config, next.Config)
-	}
 }
 
 // warnRestartNeeded logs settings of next that a reload cannot apply because they

@@ -87,13 +87,17 @@ func TestReloadKeepsLastGoodSnapshot(t *testing.T) {
 	t.Parallel()
 	dir := newConfigDir(t)
 	path := writeConfig(t, dir, "")
-	snap, err := certconfig.LoadFile(path)
+	cfg, err := readBootConfig(path)
 	if err != nil {
-		t.Fatalf("LoadFile: %v", err)
+		t.Fatal(err)
 	}
 	var logs syncBuffer
 	log, level := newLogger(&logs, certconfig.LogConfig{Format: "json", Level: "info"})
-	d := newDaemon(path, snap, log, level)
+	d, err := newDaemon(path, cfg, log, level)
+	if err != nil {
+		t.Fatalf("first load: %v", err)
+	}
+	snap := d.cur.Load()
 
 	// A broken file: the snapshot in force stays, the failure is recorded.
 	writeConfig(t, dir, "[[certificate]]\nname = \"broken\"\ncert_file = \"missing.pem\"\n")
@@ -106,7 +110,7 @@ func TestReloadKeepsLastGoodSnapshot(t *testing.T) {
 	if st := d.cur.Status(); st.Success || !strings.Contains(st.Err, "broken") {
 		t.Errorf("status after a failed reload = %+v, want a failure naming \"broken\"", st)
 	}
-	if !strings.Contains(logs.String(), `"msg":"reload failed; the configuration in force is kept"`) {
+	if !strings.Contains(logs.String(), `"msg":"configuration rejected; keeping the last good one"`) {
 		t.Errorf("failed reload not logged:\n%s", logs.String())
 	}
 
@@ -239,7 +243,7 @@ func TestServeDrainsOnSIGTERM(t *testing.T) {
 	if code := r.wait(t, 10*time.Second); code != exitOK {
 		t.Errorf("exit status %d, want %d\n%s", code, exitOK, r.logs.String())
 	}
-	for _, msg := range []string{`"msg":"configuration reloaded","trigger":"SIGHUP"`,
+	for _, msg := range []string{`"msg":"configuration loaded","reason":"SIGHUP"`,
 		`"msg":"shutting down; draining in-flight requests"`, `"msg":"stopped"`} {
 		if !strings.Contains(r.logs.String(), msg) {
 			t.Errorf("log lacks %s:\n%s", msg, r.logs.String())
