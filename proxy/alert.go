@@ -94,7 +94,10 @@ func parseAlert(s string) (alert, bool) {
 	if rest, ok := strings.CutPrefix(s, "alert("); ok {
 		num, _, closed := strings.Cut(rest, ")")
 		n, err := strconv.ParseUint(num, 10, 8)
-		return alert(n), closed && err == nil
+		if !closed || err != nil {
+			return 0, false
+		}
+		return alert(n), true
 	}
 	best := ""
 	for name := range alertNames {

@@ -368,10 +368,16 @@ func lostConnection(err error) bool {
 			return true
 		}
 	}
-	// HTTP/2 reports a connection that died before its settings as text only.
+	// net/http reports some of these as text only: HTTP/2 a connection that died
+	// before its settings, HTTP/1 one that closed before the request was written.
 	msg := err.Error()
-	return strings.Contains(msg, "client conn could not be established") ||
-		strings.Contains(msg, "connection reset") || strings.Contains(msg, "broken pipe")
+	for _, text := range []string{"client conn could not be established",
+		"server closed idle connection", "connection reset", "broken pipe"} {
+		if strings.Contains(msg, text) {
+			return true
+		}
+	}
+	return false
 }
 
 // handshakeError marks an error as raised while the TLS handshake was running.

@@ -61,6 +61,7 @@ func TestConnectTunnel(t *testing.T) {
 			if e := decodeEcho(t, resp, body); e.Path != "/through" || e.ClientCN != "" {
 				t.Errorf("upstream saw %+v", e)
 			}
+			h.lastOutcome(t)
 			lines := h.logs.logLines(t, "tunnel")
 			if len(lines) != 1 || lines[0]["upstream"] != net.JoinHostPort(host, port) ||
 				lines[0]["status"] != float64(200) {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -271,6 +272,9 @@ func TestNetworkErrors(t *testing.T) {
 		code   string
 	}{
 		{"refused", closedPort, certconfig.ProxyConfig{}, nil, CodeUpstreamConnectionRefused},
+		{"TLS to a plain HTTP port", func(t *testing.T) string {
+			return strings.TrimPrefix(plainUpstream(t, echoHandler).URL, "http://")
+		}, certconfig.ProxyConfig{}, nil, CodeTLSProtocol},
 		{"handshake never answered", silentServer,
 			certconfig.ProxyConfig{TLSHandshakeTimeout: short}, nil, CodeUpstreamTimeout},
 		{"dial never completes", closedPort,
@@ -363,5 +367,50 @@ func TestErrorBodyNamesCertificateAndUpstream(t *testing.T) {
 	}
 	if resp.StatusCode != http.StatusBadGateway {
 		t.Errorf("status %d", resp.StatusCode)
+	}
+}
+
+// TestHTTP2Upstream checks that HTTP/2 is used when the upstream offers it, and
+// that its different error paths give the same codes.
+func TestHTTP2Upstream(t *testing.T) {
+	t.Parallel()
+	for _, ver := range versions {
+		t.Run(ver.name, func(t *testing.T) {
+			t.Parallel()
+			up := upstream{maxVersion: ver.v, http2: true}.start(t)
+			h := newHarness(t, newSnapshot(t, certconfig.ProxyConfig{},
+				[]*certconfig.Certificate{clientCert("c")},
+				certconfig.RouteConfig{Host: "127.0.0.1", TLS: true}))
+			resp, body := h.get(t, httpURL(up.URL), DefaultCertHeader, "c")
+			if e := decodeEcho(t, resp, body); e.Proto != "HTTP/2.0" || e.ClientCN != "c" {
+				t.Errorf("upstream saw %s with certificate %q", e.Proto, e.ClientCN)
+			}
+			resp, body = h.get(t, httpURL(up.URL))
+			checkError(t, resp, body, CodeClientCertificateRequired)
+		})
+	}
+}
+
+// TestProtocolVersion uses a server that stops at TLS 1.1, below the proxy's
+// minimum: it refuses the handshake with a protocol_version alert.
+func TestProtocolVersion(t *testing.T) {
+	t.Parallel()
+	s := httptest.NewUnstartedServer(http.HandlerFunc(echoHandler))
+	s.TLS = &tls.Config{MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11,
+		Certificates: []tls.Certificate{fixture().server.TLS()}}
+	s.Config.ErrorLog = quietLog()
+	s.StartTLS()
+	t.Cleanup(s.Close)
+	h := newHarness(t, newSnapshot(t, certconfig.ProxyConfig{},
+		[]*certconfig.Certificate{clientCert("c")}))
+	resp, body := h.get(t, httpURL(s.URL), DefaultCertHeader, "c")
+	checkError(t, resp, body, CodeTLSProtocol)
+	h.lastOutcome(t)
+	lines := h.logs.logLines(t, "request")
+	if len(lines) != 1 {
+		t.Fatalf("log lines %v", lines)
+	}
+	if msg, _ := lines[0]["error"].(string); !strings.Contains(msg, "protocol version") {
+		t.Errorf("logged error %q", msg)
 	}
 }

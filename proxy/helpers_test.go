@@ -64,7 +64,8 @@ func withKey(k *testpki.Cert) certOption {
 
 // newCert builds what the loader would: leaf, then chain, as presented; the server
 // verified against the fixture's server root. Every call gets a new ID.
-func newCert(name string, leaf *testpki.Cert, chain []*testpki.Cert, opts ...certOption) *certconfig.Certificate {
+func newCert(name string, leaf *testpki.Cert, chain []*testpki.Cert,
+	opts ...certOption) *certconfig.Certificate {
 	tc := tls.Certificate{Certificate: [][]byte{leaf.Cert.Raw}, PrivateKey: leaf.Key, Leaf: leaf.Cert}
 	var parsed []*x509.Certificate
 	for _, c := range chain {
@@ -141,6 +142,7 @@ func newSnapshot(t *testing.T, pc certconfig.ProxyConfig, certs []*certconfig.Ce
 
 // echo is what the test upstream saw of a request.
 type echo struct {
+	Proto      string
 	Method     string
 	Path       string
 	Query      string
@@ -158,7 +160,7 @@ type echo struct {
 
 func echoHandler(w http.ResponseWriter, r *http.Request) {
 	n, _ := io.Copy(io.Discard, r.Body)
-	e := echo{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Host: r.Host,
+	e := echo{Proto: r.Proto, Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Host: r.Host,
 		Header: r.Header, Trailer: r.Trailer, BodyLen: n, RemoteAddr: r.RemoteAddr}
 	if r.TLS != nil {
 		e.ServerName, e.Version, e.Resumed = r.TLS.ServerName, r.TLS.Version, r.TLS.DidResume
@@ -177,6 +179,7 @@ type upstream struct {
 	clientCAs  *x509.CertPool
 	cert       *tls.Certificate
 	forName    string // when set, serve only ClientHellos with this SNI
+	http2      bool
 	handler    http.HandlerFunc
 	connState  func(net.Conn, http.ConnState)
 }
@@ -210,6 +213,7 @@ func (u upstream) start(t *testing.T) *httptest.Server {
 		cfg.GetConfigForClient = onlyFor(u.forName, cfg.Clone())
 	}
 	s := httptest.NewUnstartedServer(h)
+	s.EnableHTTP2 = u.http2
 	s.TLS = cfg
 	s.Config.ConnState = u.connState
 	s.Config.ErrorLog = quietLog()
@@ -319,14 +323,26 @@ func (h *harness) observe(o Outcome) {
 	h.outcomes = append(h.outcomes, o)
 }
 
+// lastOutcome waits for a request to be reported and returns the latest report.
+// The report comes after the response is written, so a client can finish first.
 func (h *harness) lastOutcome(t *testing.T) Outcome {
 	t.Helper()
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if len(h.outcomes) == 0 {
-		t.Fatal("no outcome observed")
-	}
-	return h.outcomes[len(h.outcomes)-1]
+	all := h.outcomesAtLeast(t, 1)
+	return all[len(all)-1]
+}
+
+// outcomesAtLeast waits until n requests have been reported, then returns them all.
+// Log lines are written before the report, so they are complete too.
+func (h *harness) outcomesAtLeast(t *testing.T, n int) []Outcome {
+	t.Helper()
+	var all []Outcome
+	waitFor(t, fmt.Sprintf("%d outcomes", n), func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		all = append(all[:0], h.outcomes...)
+		return len(all) >= n
+	})
+	return all
 }
 
 // client sends requests through the proxy.

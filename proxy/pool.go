@@ -83,9 +83,7 @@ func (pl *pool) transport(s *certconfig.Snapshot, id identity) *http.Transport {
 	pl.mu.Lock()
 	defer pl.mu.Unlock()
 	if s != pl.cur.Load() {
-		t := pl.build(id, lim)
-		t.DisableKeepAlives = true
-		return t
+		return pl.buildOneShot(id, lim)
 	}
 	if lim != pl.lim {
 		pl.dropLocked(func(string) bool { return true })
@@ -163,6 +161,16 @@ func (pl *pool) build(id identity, lim limits) *http.Transport {
 	return t
 }
 
+// buildOneShot builds a transport whose connections close after one request:
+// no keep-alive and no HTTP/2, whose connections would otherwise stay open.
+func (pl *pool) buildOneShot(id identity, lim limits) *http.Transport {
+	t := pl.build(id, lim)
+	t.DisableKeepAlives = true
+	t.ForceAttemptHTTP2 = false
+	t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	return t
+}
+
 // tlsConfig is the client side of the identity. Each gets its own session cache:
 // Go keys cached sessions by server name only, so a shared cache would resume one
 // certificate's session on another's connection.
@@ -182,11 +190,13 @@ func tlsConfig(id identity, roots *x509.CertPool) *tls.Config {
 	return cfg
 }
 
+type getClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error)
+
 // clientCertificate answers the server's certificate request with c, whatever
 // CAs the server lists: with Config.Certificates Go would send nothing when the
 // list does not match, hiding a chain problem behind "no certificate". Without a
 // certificate it sends an empty one (never nil, which would fail the handshake).
-func clientCertificate(c *certconfig.Certificate) func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+func clientCertificate(c *certconfig.Certificate) getClientCertificate {
 	return func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
 		exchangeFrom(cri.Context()).hs.requested()
 		if c == nil {

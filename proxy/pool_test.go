@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/mtlsproxy/mtlsproxy/certconfig"
 	"github.com/mtlsproxy/mtlsproxy/internal/testpki"
@@ -116,5 +117,53 @@ func TestIdentitiesNeverShare(t *testing.T) {
 				t.Fatal("no session was resumed; the test proves nothing about session caches")
 			}
 		})
+	}
+}
+
+// TestPoolKeys checks which transports are shared, kept and dropped.
+func TestPoolKeys(t *testing.T) {
+	t.Parallel()
+	a, b := clientCert("a"), clientCert("b")
+	cur := &certconfig.Current{}
+	first := newSnapshot(t, certconfig.ProxyConfig{}, []*certconfig.Certificate{a, b})
+	cur.Swap(first)
+	pl := newPool(cur, func(time.Duration) DialFunc { return nil })
+	ta := pl.transport(first, identityFor(true, a, true))
+	tb := pl.transport(first, identityFor(true, b, true))
+	plain := pl.transport(first, identityFor(false, nil, false))
+	if ta == tb || pl.transport(first, identityFor(true, a, true)) != ta {
+		t.Fatal("one transport per certificate, reused for the same one")
+	}
+	if ta.TLSClientConfig.ClientSessionCache == tb.TLSClientConfig.ClientSessionCache {
+		t.Fatal("two certificates share a session cache")
+	}
+
+	// b is deleted: its transport goes, a's and the plain one stay.
+	second := newSnapshot(t, certconfig.ProxyConfig{}, []*certconfig.Certificate{a})
+	cur.Swap(second)
+	pl.prune(first, second)
+	if _, ok := pl.transports[identityFor(true, b, true).key]; ok {
+		t.Error("the deleted certificate's transport was kept")
+	}
+	if pl.transport(second, identityFor(true, a, true)) != ta ||
+		pl.transport(second, identityFor(false, nil, false)) != plain {
+		t.Error("transports of unchanged identities were rebuilt")
+	}
+
+	// A request still holding the first snapshot gets a one-shot transport.
+	stale := pl.transport(first, identityFor(true, b, true))
+	if !stale.DisableKeepAlives || stale.ForceAttemptHTTP2 || len(pl.transports) != 2 {
+		t.Errorf("stale request got a pooled transport (keep-alive %v, pool %d)",
+			!stale.DisableKeepAlives, len(pl.transports))
+	}
+
+	// New limits rebuild everything.
+	third := newSnapshot(t, certconfig.ProxyConfig{MaxIdleConnsPerHost: 3},
+		[]*certconfig.Certificate{a})
+	cur.Swap(third)
+	pl.prune(second, third)
+	if got := pl.transport(third, identityFor(true, a, true)); got == ta ||
+		got.MaxIdleConnsPerHost != 3 {
+		t.Error("a change of limits did not rebuild the transport")
 	}
 }

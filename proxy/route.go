@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 
 	"github.com/elazarl/goproxy"
@@ -30,42 +31,67 @@ func (p *Proxy) onRequest(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Request
 
 // decide applies the routing rules: the certificate header wins, else the first
 // matching route; a certificate, a TLS route or an https:// URL means TLS
-// upstream, on port 443 unless the URL names a port. It rewrites r.URL and
-// returns an error code when the request cannot be sent.
+// upstream. It rewrites r.URL and returns an error code when the request cannot
+// be sent.
 func (ex *exchange) decide(r *http.Request) string {
-	u := r.URL
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
+	port, ok := targetPort(r.URL)
+	if !ok {
 		return CodeInvalidTarget
 	}
-	port := defaultPort(u.Scheme)
-	if s := u.Port(); s != "" {
-		port, _ = strconv.Atoi(s)
-	}
-	ex.upstream = net.JoinHostPort(u.Hostname(), strconv.Itoa(port))
+	ex.upstream = net.JoinHostPort(r.URL.Hostname(), strconv.Itoa(port))
 
-	name, err := takeCertName(r.Header, certHeaderOf(ex.snap))
+	name, routeTLS, err := ex.certificateName(r, port)
 	if err != nil {
 		return CodeConflictingCertificateHeader
 	}
-	routeTLS := false
-	if name != "" {
-		ex.certSource = sourceHeader
-	} else if rt := ex.snap.Route(certconfig.NormalizeHost(u.Hostname()), port); rt != nil {
-		name, routeTLS = rt.Certificate, rt.TLS
-		if name != "" {
-			ex.certSource = sourceRoute
-		}
-	}
 	ex.choose(name)
 
-	ex.useTLS = name != "" || routeTLS || u.Scheme == "https"
-	if ex.useTLS && u.Scheme == "http" {
-		u.Scheme = "https"
-		if u.Port() == "" {
-			ex.upstream = net.JoinHostPort(u.Hostname(), "443")
-		}
+	ex.useTLS = name != "" || routeTLS || r.URL.Scheme == "https"
+	if ex.useTLS && r.URL.Scheme == "http" {
+		ex.upgrade(r.URL)
 	}
 	return ""
+}
+
+// targetPort returns the port an absolute http:// or https:// URL asks for.
+func targetPort(u *url.URL) (int, bool) {
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
+		return 0, false
+	}
+	if u.Port() == "" {
+		return defaultPort(u.Scheme), true
+	}
+	port, err := strconv.Atoi(u.Port())
+	return port, err == nil && port > 0 && port <= 65535
+}
+
+// certificateName removes the certificate header and returns the name it
+// carries, or else the certificate and TLS switch of the first matching route.
+func (ex *exchange) certificateName(r *http.Request, port int) (string, bool, error) {
+	name, err := takeCertName(r.Header, certHeaderOf(ex.snap))
+	if err != nil {
+		return "", false, err
+	}
+	if name != "" {
+		ex.certSource = sourceHeader
+		return name, false, nil
+	}
+	rt := ex.snap.Route(certconfig.NormalizeHost(r.URL.Hostname()), port)
+	if rt == nil {
+		return "", false, nil
+	}
+	if rt.Certificate != "" {
+		ex.certSource = sourceRoute
+	}
+	return rt.Certificate, rt.TLS, nil
+}
+
+// upgrade sends an http:// request over TLS, on port 443 unless the URL names one.
+func (ex *exchange) upgrade(u *url.URL) {
+	u.Scheme = "https"
+	if u.Port() == "" {
+		ex.upstream = net.JoinHostPort(u.Hostname(), "443")
+	}
 }
 
 // choose looks the certificate up. A missing or disabled one is not presented; the

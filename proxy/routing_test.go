@@ -29,7 +29,8 @@ func TestHeaderRouting(t *testing.T) {
 		wantCN string
 	}{
 		{"default header", certconfig.ProxyConfig{}, []string{"X-Mtls-Client-Cert", "acme"}, "acme"},
-		{"lowercase spelling", certconfig.ProxyConfig{}, []string{"x-mtls-client-cert", "other"}, "other"},
+		{"lowercase spelling", certconfig.ProxyConfig{},
+			[]string{"x-mtls-client-cert", "other"}, "other"},
 		{"configured header", certconfig.ProxyConfig{CertHeader: "X-Which-Cert"},
 			[]string{"x-which-cert", "acme"}, "acme"},
 		{"same name twice", certconfig.ProxyConfig{},
@@ -65,7 +66,7 @@ func TestConflictingCertificateHeader(t *testing.T) {
 	h := newHarness(t, newSnapshot(t, certconfig.ProxyConfig{},
 		[]*certconfig.Certificate{clientCert("acme"), clientCert("other")}))
 	for name, header := range map[string][]string{
-		"two headers": {DefaultCertHeader, "acme", DefaultCertHeader, "other"},
+		"two headers":   {DefaultCertHeader, "acme", DefaultCertHeader, "other"},
 		"two spellings": {"X-Mtls-Client-Cert", "acme", "x-mtls-client-cert", "other"},
 		"comma list":    {DefaultCertHeader, "acme, other"},
 	} {
@@ -184,6 +185,7 @@ func TestCertificateNotPresented(t *testing.T) {
 			if got := resp.Header.Get(WarningHeader); got != tc.warning {
 				t.Errorf("warning header %q, want %q", got, tc.warning)
 			}
+			h.lastOutcome(t)
 			lines := h.logs.logLines(t, "request")
 			if len(lines) != 1 || lines[0]["warning"] != tc.warning || lines[0]["level"] != "WARN" {
 				t.Errorf("log lines %v", lines)
@@ -242,6 +244,7 @@ func TestHopByHopHeaders(t *testing.T) {
 	if resp.Header.Get("X-End-To-End") != "kept" {
 		t.Errorf("end-to-end response header lost: %v", resp.Header)
 	}
+	h.lastOutcome(t)
 	if logs := h.logs.String(); strings.Contains(logs, "c2VjcmV0") ||
 		strings.Contains(logs, "end-to-end") {
 		t.Errorf("credentials in the log: %s", logs)
@@ -280,9 +283,7 @@ func TestObserveOncePerRequest(t *testing.T) {
 	resp, body := h.do(t, req)
 	decodeEcho(t, resp, body)
 
-	h.mu.Lock()
-	outcomes := append([]Outcome(nil), h.outcomes...)
-	h.mu.Unlock()
+	outcomes := h.outcomesAtLeast(t, 1)
 	if len(outcomes) != 1 {
 		t.Fatalf("%d outcomes, want 1", len(outcomes))
 	}
