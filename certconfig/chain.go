@@ -24,7 +24,9 @@ func formatDate(t time.Time) string { return t.UTC().Format(dateLayout) }
 // orderChain orders the certificates to present after leaf: each is the issuer of
 // the one before it as far as the links go, then the unrelated ones in the order
 // given. Duplicates and copies of the leaf are dropped. complete reports whether
-// the links end at a self-signed certificate (or the leaf is one).
+// the links reach a self-signed certificate or at least the leaf's issuer: servers
+// keep their roots, so a leaf with its intermediates and no root is the usual,
+// complete setup. Only a leaf whose issuer is missing counts as incomplete.
 func orderChain(leaf *x509.Certificate,
 	others []*x509.Certificate) (chain []*x509.Certificate, complete bool) {
 	rest := slices.DeleteFunc(dedupe(others), func(c *x509.Certificate) bool {
@@ -43,7 +45,7 @@ func orderChain(leaf *x509.Certificate,
 		chain = append(chain, cur)
 		rest = slices.Delete(rest, i, i+1)
 	}
-	return append(chain, rest...), complete
+	return append(chain, rest...), complete || len(chain) > 0
 }
 
 // issuedBy reports whether parent's key signed child. The CA flag of parent is not
@@ -67,8 +69,8 @@ func (b *builder) certWarnings(c *Certificate) []string {
 		}
 	}
 	if !c.ChainComplete && !isSelfSigned(c.Leaf) {
-		w = append(w, "chain does not reach a root; add the intermediate CA certificates "+
-			"to ca_file")
+		w = append(w, "chain does not reach a root: the leaf's issuer is not configured; "+
+			"if it is an intermediate CA, add it (and any above it) to ca_file")
 	}
 	w = append(w, keyWarnings(c.Leaf)...)
 	return append(w, b.verifyWarnings()...)

@@ -29,9 +29,10 @@ type Certificate struct {
 	// after it, in the order they are sent.
 	Leaf  *x509.Certificate
 	Chain []*x509.Certificate
-	// ChainComplete is true when Leaf chains up through Chain to a self-signed
-	// certificate that is in Chain (the server then has what it needs, given it
-	// trusts that root), or Leaf itself is self-signed.
+	// ChainComplete is true when the certificates presented include the leaf's
+	// issuer (servers keep their roots) or the leaf is self-signed. False means a
+	// server that only knows the root cannot build the path: an intermediate is
+	// probably missing.
 	ChainComplete bool
 	KeyType       string // "RSA 2048", "ECDSA P-256", "Ed25519"
 	Fingerprint   string // SHA-256 of the leaf's DER, lowercase hex with colons
