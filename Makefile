@@ -22,9 +22,12 @@ test:
 demo:
 	bash examples/demo.sh
 
-## bench: run the benchmarks
+## bench: Go benchmarks, then mtlsproxy against nginx and HAProxy side by side
+##        (bench/run.sh; QUICK=1 for a short run; needs root to install packages)
 bench:
-	$(GO) test -run='^$$' -bench=. -benchmem ./...
+	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=3x ./certconfig/
+	$(GO) test -run='^$$' -bench=. -benchmem ./proxy/
+	bash bench/run.sh
 
 ## lint: fail on files gofmt would change, then vet
 lint:
