@@ -95,11 +95,21 @@ func (m *material) replaceRequest() (*ReplaceRequest, error) {
 	if req.PrivateKeyPEM, err = readPEMFile("-key", m.key); err != nil {
 		return nil, err
 	}
-	if req.CAPEM, err = readPEMFile("-ca", m.ca); err != nil {
-		return nil, err
+	// Only what was given is sent: the server keeps the stored chain and
+	// passphrase for fields left out.
+	if m.ca != "" {
+		ca, err := readPEMFile("-ca", m.ca)
+		if err != nil {
+			return nil, err
+		}
+		req.CAPEM = &ca
 	}
-	if req.Passphrase, err = readPassphrase(m.passFile); err != nil {
-		return nil, err
+	if m.passFile != "" {
+		pass, err := readPassphrase(m.passFile)
+		if err != nil {
+			return nil, err
+		}
+		req.Passphrase = &pass
 	}
 	return &req, nil
 }
@@ -118,8 +128,8 @@ func (m *material) addRequest(name string) (*AddRequest, error) {
 		Name:               name,
 		CertificatePEM:     r.CertificatePEM,
 		PrivateKeyPEM:      r.PrivateKeyPEM,
-		Passphrase:         r.Passphrase,
-		CAPEM:              r.CAPEM,
+		Passphrase:         deref(r.Passphrase),
+		CAPEM:              deref(r.CAPEM),
 		ServerName:         m.serverName,
 		ServerCAPEM:        serverCA,
 		InsecureSkipVerify: m.insecure,

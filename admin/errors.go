@@ -145,14 +145,34 @@ func validationError(err error, secrets ...string) *APIError {
 		}
 		reasons = append(reasons, r)
 	}
-	msg := mask(strings.Join(reasons, "; "), secrets...)
+	msg := mask(apiWording.Replace(strings.Join(reasons, "; ")), secrets...)
 	return invalid(fieldOf(fes[0]), "%s", msg)
 }
 
-// mask replaces every non-empty secret in s.
+// apiWording rewrites the config file's key names in the loader's messages to the
+// API's field names, longest phrases first.
+var apiWording = strings.NewReplacer(
+	"cert_file nor cert_pem", "certificate_pem",
+	"cert_file or cert_pem", "certificate_pem",
+	"key_file or key_pem", "private_key_pem",
+	"ca_file or ca_pem", "ca_pem",
+	"server_ca_file or server_ca_pem", "server_ca_pem",
+	"passphrase_file or passphrase_env", "passphrase",
+	"passphrase_file and passphrase_env", "passphrase",
+	"server_ca_file", "server_ca_pem",
+	"cert_file", "certificate_pem", "cert_pem", "certificate_pem",
+	"key_file", "private_key_pem", "key_pem", "private_key_pem",
+	"ca_file", "ca_pem",
+	"passphrase_file", "passphrase", "passphrase_env", "passphrase",
+)
+
+// mask replaces every secret of eight characters or more in s. The loader never
+// puts a passphrase in its messages; this is a second line of defence. Shorter
+// secrets are left alone: masking a word like "wrong" would garble the message
+// and show which word the passphrase was.
 func mask(s string, secrets ...string) string {
 	for _, sec := range secrets {
-		if sec != "" {
+		if len(sec) >= 8 {
 			s = strings.ReplaceAll(s, sec, "[redacted]")
 		}
 	}

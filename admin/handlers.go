@@ -24,12 +24,26 @@ type AddRequest struct {
 }
 
 // ReplaceRequest is the body of PUT /v1/certificates/{name}/material. The server
-// name and verification settings stay as they are.
+// name and verification settings stay as they are. Passphrase and CAPEM left out
+// (nil) keep their stored values; an empty string clears them.
 type ReplaceRequest struct {
-	CertificatePEM string `json:"certificate_pem"`
-	PrivateKeyPEM  string `json:"private_key_pem"`
-	Passphrase     string `json:"passphrase,omitempty"`
-	CAPEM          string `json:"ca_pem,omitempty"`
+	CertificatePEM string  `json:"certificate_pem"`
+	PrivateKeyPEM  string  `json:"private_key_pem"`
+	Passphrase     *string `json:"passphrase,omitempty"`
+	CAPEM          *string `json:"ca_pem,omitempty"`
+}
+
+// merged returns the passphrase and chain to store: those of the request where
+// it gives them, else those stored now.
+func (r *ReplaceRequest) merged(stored certconfig.StoredCertificate) (pass, ca string) {
+	pass, ca = stored.Passphrase, stored.CAPEM
+	if r.Passphrase != nil {
+		pass = *r.Passphrase
+	}
+	if r.CAPEM != nil {
+		ca = *r.CAPEM
+	}
+	return pass, ca
 }
 
 // HealthResponse is the body of /healthz and /readyz.
@@ -182,7 +196,7 @@ func (s *Server) replace(w http.ResponseWriter, r *http.Request) {
 	now := s.now()
 	snap, e := s.change(func(st *certconfig.State, base *certconfig.Snapshot) error {
 		return replaceIn(st, base, name, &req, now)
-	}, req.Passphrase)
+	}, deref(req.Passphrase))
 	if e != nil {
 		s.answer(w, r, "replace", name, e)
 		return
@@ -201,21 +215,30 @@ func (s *Server) checkReplace(name string, req *ReplaceRequest) *APIError {
 	if !ok || cur.Source != certconfig.SourceAPI {
 		return nil // the change decides between 404 and 409
 	}
+	pass, ca := req.merged(s.storedCertificate(name))
 	cc := certconfig.CertificateConfig{
 		Name:               name,
 		CertPEM:            req.CertificatePEM,
 		KeyPEM:             req.PrivateKeyPEM,
-		Passphrase:         req.Passphrase,
-		CAPEM:              req.CAPEM,
+		Passphrase:         pass,
+		CAPEM:              ca,
 		ServerName:         cur.ServerName,
 		ServerCAPEM:        string(cur.ServerCAPEM),
 		InsecureSkipVerify: cur.InsecureSkipVerify,
 	}
 	c, err := certconfig.BuildCertificate(cc, "", certconfig.SourceAPI)
 	if err != nil {
-		return buildError(err, req.Passphrase)
+		return buildError(err, pass)
 	}
 	return s.checkDates(c)
+}
+
+// storedCertificate is the admin state's entry for name, or the zero value.
+func (s *Server) storedCertificate(name string) certconfig.StoredCertificate {
+	if s.reloader == nil || s.reloader.Store == nil {
+		return certconfig.StoredCertificate{}
+	}
+	return s.reloader.Store.State().Certificates[name]
 }
 
 func (s *Server) currentCertificate(name string) (*certconfig.Certificate, bool) {
@@ -239,7 +262,7 @@ func replaceIn(st *certconfig.State, base *certconfig.Snapshot, name string,
 		return notFound(name)
 	}
 	sc.CertPEM, sc.KeyPEM = req.CertificatePEM, req.PrivateKeyPEM
-	sc.Passphrase, sc.CAPEM = req.Passphrase, req.CAPEM
+	sc.Passphrase, sc.CAPEM = req.merged(sc)
 	sc.Updated = now
 	st.Certificates[name] = sc
 	return nil
@@ -427,4 +450,11 @@ func initState(st *certconfig.State) {
 	if st.Deleted == nil {
 		st.Deleted = map[string]time.Time{}
 	}
+}
+
+func deref(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
 }

@@ -422,3 +422,28 @@ func TestChangesAreLoggedWithoutSecrets(t *testing.T) {
 	}
 	checkNoSecrets(t, "logs", []byte(logs))
 }
+
+// TestReplaceKeepsChainUnlessGiven: a replace without ca_pem keeps the stored chain
+// (the renewed leaf comes from the same intermediate); an empty ca_pem clears it.
+func TestReplaceKeepsChainUnlessGiven(t *testing.T) {
+	e := newEnv(t, "")
+	p := pki()
+	before := e.add(addRequest("acme", p.api))
+	if len(before.Chain) != 1 {
+		t.Fatalf("chain after add %v, want the intermediate", before.Chain)
+	}
+	var kept, cleared CertificateView
+	e.mustStatus(e.call(http.MethodPut, "/v1/certificates/acme/material", adminToken,
+		ReplaceRequest{CertificatePEM: string(p.renewed.CertPEM()),
+			PrivateKeyPEM: string(p.renewed.KeyPEM())}), 200).decode(t, &kept)
+	if len(kept.Chain) != 1 || kept.Chain[0] != before.Chain[0] {
+		t.Errorf("chain after a replace without ca_pem: %v, want %v", kept.Chain, before.Chain)
+	}
+	empty := ""
+	e.mustStatus(e.call(http.MethodPut, "/v1/certificates/acme/material", adminToken,
+		ReplaceRequest{CertificatePEM: string(p.renewed.CertPEM()),
+			PrivateKeyPEM: string(p.renewed.KeyPEM()), CAPEM: &empty}), 200).decode(t, &cleared)
+	if len(cleared.Chain) != 0 {
+		t.Errorf("chain after a replace with an empty ca_pem: %v, want none", cleared.Chain)
+	}
+}

@@ -51,6 +51,8 @@ var (
 	ErrBadName = errors.New("invalid certificate name")
 	// ErrUnknownCertificate means a route names a certificate that is not defined.
 	ErrUnknownCertificate = errors.New("certificate is not defined")
+	// ErrDuplicateName means two certificates have the same name.
+	ErrDuplicateName = errors.New("duplicate certificate name")
 	// ErrUnknownKey means the TOML file has a key the schema does not know.
 	ErrUnknownKey = errors.New("unknown key")
 )

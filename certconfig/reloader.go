@@ -146,14 +146,20 @@ func (r *Reloader) overlay(base *Snapshot, st State) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
+	var clashes []error
 	for _, b := range apiNames {
 		if _, clash := certs[b.cert.Name]; clash {
-			r.logger().Warn("certificate defined both in the config file and through the "+
-				"admin API; the config file's is used", "certificate", b.cert.Name)
+			clashes = append(clashes, &FieldError{Certificate: b.cert.Name, Err: fmt.Errorf(
+				"%w: defined in the config file and also added through the admin API; "+
+					"rename the one in the file, or delete the API one with "+
+					"\"mtlsproxy certs delete %s\"", ErrDuplicateName, b.cert.Name)})
 			continue
 		}
 		certs[b.cert.Name] = b.cert
 		names = append(names, b.cert.Name)
+	}
+	if len(clashes) > 0 {
+		return nil, errors.Join(clashes...)
 	}
 	if err := checkRouteTargets(base.Routes, certs, st.Deleted); err != nil {
 		return nil, err

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -259,5 +260,28 @@ func TestOpenStoreRejectsCorruptState(t *testing.T) {
 	}
 	if len(s.State().Certificates) != 0 {
 		t.Fatal("new store is not empty")
+	}
+}
+
+func TestReloaderRejectsFileCertificateNamedLikeAPIOne(t *testing.T) {
+	t.Parallel()
+	r, dir := overlayEnv(t)
+	seedState(t, r, addAPI("api", true))
+	before := r.Current.Load()
+	writeFile(t, dir, "mtlsproxy.toml", []byte(overlayConfig+`
+[[certificate]]
+name = "api"
+cert_file = "file.pem"
+key_file = "file.key"
+`), 0o600)
+	_, err := r.Reload("SIGHUP")
+	if !errors.Is(err, ErrDuplicateName) || !strings.Contains(err.Error(), `certificate "api"`) {
+		t.Fatalf("reload with a name clash: %v", err)
+	}
+	if r.Current.Load() != before {
+		t.Fatal("a rejected reload replaced the snapshot")
+	}
+	if c, _ := r.Current.Load().Certificate("api"); c.Source != SourceAPI {
+		t.Fatal("the API certificate was replaced by the file's")
 	}
 }
