@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mtlsproxy/mtlsproxy/certconfig"
+	"github.com/mtlsproxy/mtlsproxy/proxy/egress"
 )
 
 // Error codes. Each code is stable: it is sent in the X-Mtls-Proxy-Error header and
@@ -41,6 +42,10 @@ import (
 //	upstream_unreachable               502  no route to the upstream host
 //	upstream_timeout                   504  dial, handshake or response headers too slow
 //	upstream_connection_failed         502  the connection broke before a response
+//	upstream_headers_too_large         502  the response headers pass [proxy] max_header_bytes
+//	egress_denied                      403  the [egress] policy refuses the destination
+//	proxy_auth_required                407  [proxy] auth_file is set and the client sent no
+//	                                        valid Proxy-Authorization
 //	request_canceled                   499  the client went away (logged, not seen)
 //	conflicting_certificate_header     400  the certificate header names two certificates
 //	not_a_proxy_request                400  origin-form request sent to the proxy
@@ -64,6 +69,9 @@ const (
 	CodeUpstreamUnreachable            = "upstream_unreachable"
 	CodeUpstreamTimeout                = "upstream_timeout"
 	CodeUpstreamConnectionFailed       = "upstream_connection_failed"
+	CodeUpstreamHeadersTooLarge        = "upstream_headers_too_large"
+	CodeEgressDenied                   = "egress_denied"
+	CodeProxyAuthRequired              = "proxy_auth_required"
 	CodeRequestCanceled                = "request_canceled"
 	CodeConflictingCertificateHeader   = "conflicting_certificate_header"
 	CodeNotAProxyRequest               = "not_a_proxy_request"
@@ -110,6 +118,13 @@ var codes = map[string]codeInfo{
 		"or raise the proxy timeouts for a slow server."},
 	CodeUpstreamConnectionFailed: {502, "The connection to the upstream failed before " +
 		"a complete response arrived. Retry, and check the server's logs if it persists."},
+	CodeUpstreamHeadersTooLarge: {502, "The upstream's response headers are larger than " +
+		"the proxy accepts. Raise [proxy] max_header_bytes, or make the server send " +
+		"fewer or smaller headers."},
+	CodeEgressDenied: {403, "The destination is refused by the proxy's egress policy. " +
+		"Ask the operator to allow it in [egress] if it is meant to be reachable."},
+	CodeProxyAuthRequired: {407, "The proxy requires authentication. Send " +
+		"Proxy-Authorization: Basic with a user and password from its auth_file."},
 	CodeRequestCanceled: {StatusClientClosedRequest, "The client closed the request " +
 		"before the upstream answered."},
 	CodeConflictingCertificateHeader: {400, "The certificate header names more than one " +
@@ -147,6 +162,9 @@ func classifyAt(err error, cert *certconfig.Certificate, sent bool, now time.Tim
 	if err == nil {
 		return ""
 	}
+	if _, ok := errors.AsType[*egress.DeniedError](err); ok {
+		return CodeEgressDenied
+	}
 	if cert == nil || cert.Leaf == nil {
 		sent = false
 	}
@@ -165,7 +183,27 @@ func classifyAt(err error, cert *certconfig.Certificate, sent bool, now time.Tim
 	if isTLSFailure(err) {
 		return CodeTLSProtocol
 	}
+	// net/http reports this limit as text only.
+	if strings.Contains(err.Error(), "server response headers exceeded") {
+		return CodeUpstreamHeadersTooLarge
+	}
 	return CodeUpstreamConnectionFailed
+}
+
+// tlsCodes are the codes that explain a failed TLS exchange with the upstream, as
+// opposed to a network, policy or client problem.
+var tlsCodes = map[string]bool{
+	CodeTLSProtocol:                    true,
+	CodeHostnameMismatch:               true,
+	CodeCertificateExpired:             true,
+	CodeCertificateNotYetValid:         true,
+	CodeBadCertificateSignature:        true,
+	CodeIncompleteChain:                true,
+	CodeCertificateUntrusted:           true,
+	CodeSelfSignedCertificate:          true,
+	CodeClientCertificateRequired:      true,
+	CodeUpstreamCertificateExpired:     true,
+	CodeUpstreamCertificateNotYetValid: true,
 }
 
 // alertCode explains an alert sent by the server. Servers reject a client

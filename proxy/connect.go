@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -23,23 +24,44 @@ import (
 func (p *Proxy) onConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
 	ex := exchangeFrom(ctx.Req.Context())
 	ex.tunnel = true
-	if _, _, err := net.SplitHostPort(host); err != nil {
-		host = net.JoinHostPort(strings.Trim(host, "[]"), "443")
-	}
-	ex.upstream = host
+	asked, target := tunnelTarget(host)
+	ex.upstream = target
 	if connectDenied(ex.snap) {
-		ex.fail(CodeConnectDenied, nil)
-		ex.tunnelStatus = Status(CodeConnectDenied)
-		ctx.Resp = errorResponse(ctx.Req, ex)
-		return goproxy.RejectConnect, host
+		return refuseTunnel(ex, ctx, CodeConnectDenied, nil), target
 	}
-	ex.noteTunnelCertificate(ctx.Req, host)
-	return goproxy.OkConnect, host
+	ex.noteTunnelCertificate(ctx.Req, target)
+	if err := p.guards.current().checkHost(asked); err != nil {
+		return refuseTunnel(ex, ctx, CodeEgressDenied, err), target
+	}
+	return goproxy.OkConnect, target
+}
+
+// tunnelTarget reads a CONNECT target: the host as asked, and the host:port to
+// dial, on 443 when no port is given, with an address in an unusual spelling
+// written the usual way (see canonicalHost).
+func tunnelTarget(authority string) (asked, target string) {
+	host, port, err := net.SplitHostPort(authority)
+	if err != nil {
+		host, port = strings.Trim(authority, "[]"), "443"
+	}
+	u := url.URL{Host: net.JoinHostPort(host, port)}
+	canonicalHost(&u)
+	return host, u.Host
+}
+
+// refuseTunnel answers a CONNECT with the proxy's own error for code.
+func refuseTunnel(ex *exchange, ctx *goproxy.ProxyCtx, code string,
+	err error) *goproxy.ConnectAction {
+	ex.fail(code, err)
+	ex.tunnelStatus = Status(code)
+	ctx.Resp = errorResponse(ctx.Req, ex)
+	return goproxy.RejectConnect
 }
 
 // noteTunnelCertificate records the certificate a CONNECT asked for, by header or
 // by route, and the warning that it cannot be presented.
 func (ex *exchange) noteTunnelCertificate(r *http.Request, hostport string) {
+	ex.routed = true
 	name, _ := takeCertName(r.Header, certHeaderOf(ex.snap))
 	source := sourceHeader
 	if name == "" {

@@ -28,7 +28,9 @@ type exchange struct {
 	method string
 	host   string
 	tunnel bool
+	user   string // the proxy user who authenticated; "" without auth_file
 
+	routed     bool                    // the certificate rules were applied
 	certName   string                  // asked for, by header or route
 	certSource string                  // sourceHeader, sourceRoute or ""
 	cert       *certconfig.Certificate // certName's certificate; nil when unknown
@@ -116,6 +118,14 @@ func (h *handshakeState) handshook() (started, resumed bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.started, h.resumed
+}
+
+// completed reports whether this request completed a TLS handshake with the
+// upstream, and whether that handshake resumed a session.
+func (h *handshakeState) completed() (ok, resumed bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.done && h.err == nil, h.resumed
 }
 
 // annotate marks err with what the handshake tells about it: failed inside the

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"io"
 	"net/http"
 	"net/textproto"
 	"strings"
@@ -32,6 +33,41 @@ func stripHopByHop(h http.Header) {
 	for _, name := range hopHeaders {
 		h.Del(name)
 	}
+}
+
+// filterTrailers keeps the certificate header and hop-by-hop fields out of the
+// request's trailers. A declared trailer is sent on as the server fills it in at
+// the end of the body, so the fields are removed both now, from the declaration,
+// and at the end of the body, from what arrived.
+func filterTrailers(r *http.Request, certHeader string) {
+	if r.Trailer == nil || r.Body == nil {
+		return
+	}
+	dropFields(r.Trailer, certHeader)
+	r.Body = &trailerFilter{ReadCloser: r.Body, trailer: r.Trailer, certHeader: certHeader}
+}
+
+func dropFields(h http.Header, certHeader string) {
+	for key := range h {
+		if strings.EqualFold(key, certHeader) {
+			delete(h, key)
+		}
+	}
+	stripHopByHop(h)
+}
+
+type trailerFilter struct {
+	io.ReadCloser
+	trailer    http.Header
+	certHeader string
+}
+
+func (f *trailerFilter) Read(p []byte) (int, error) {
+	n, err := f.ReadCloser.Read(p)
+	if err == io.EOF {
+		dropFields(f.trailer, f.certHeader)
+	}
+	return n, err
 }
 
 var errConflictingNames = errors.New("the certificate header names more than one certificate")

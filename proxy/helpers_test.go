@@ -13,12 +13,16 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mtlsproxy/mtlsproxy/certconfig"
 	"github.com/mtlsproxy/mtlsproxy/internal/testpki"
@@ -118,11 +122,18 @@ func clientCert(name string, opts ...certOption) *certconfig.Certificate {
 	return newCert(name, leaf, []*testpki.Cert{f.clientInter}, opts...)
 }
 
-func newSnapshot(t *testing.T, pc certconfig.ProxyConfig, certs []*certconfig.Certificate,
+// loopbackEgress lets the proxy reach the test servers, which listen on
+// loopback, while deny_private keeps refusing every other internal address.
+func loopbackEgress() certconfig.EgressConfig {
+	return certconfig.EgressConfig{AllowCIDRs: []string{"127.0.0.0/8", "::1"}}
+}
+
+// newSnapshot builds a snapshot whose egress table allows loopback only.
+func newSnapshot(t testing.TB, pc certconfig.ProxyConfig, certs []*certconfig.Certificate,
 	routes ...certconfig.RouteConfig) *certconfig.Snapshot {
 	t.Helper()
 	s := &certconfig.Snapshot{
-		Config:       &certconfig.Config{Proxy: pc},
+		Config:       &certconfig.Config{Proxy: pc, Egress: loopbackEgress()},
 		Certificates: map[string]*certconfig.Certificate{},
 		LoadedAt:     time.Now(),
 	}
@@ -186,7 +197,7 @@ type upstream struct {
 
 // start runs u as a TLS server on loopback. By default it requires a client
 // certificate from the client root and serves the fixture's server certificate.
-func (u upstream) start(t *testing.T) *httptest.Server {
+func (u upstream) start(t testing.TB) *httptest.Server {
 	t.Helper()
 	f := fixture()
 	h := u.handler
@@ -235,7 +246,7 @@ func onlyFor(name string, cfg *tls.Config) func(*tls.ClientHelloInfo) (*tls.Conf
 }
 
 // plainUpstream runs h as a plain HTTP server on loopback.
-func plainUpstream(t *testing.T, h http.HandlerFunc) *httptest.Server {
+func plainUpstream(t testing.TB, h http.HandlerFunc) *httptest.Server {
 	t.Helper()
 	s := httptest.NewUnstartedServer(h)
 	s.Config.ErrorLog = quietLog()
@@ -247,16 +258,21 @@ func plainUpstream(t *testing.T, h http.HandlerFunc) *httptest.Server {
 // quietLog drops the "TLS handshake error" lines the refusing servers write.
 func quietLog() *log.Logger { return log.New(io.Discard, "", 0) }
 
-// harness runs a Proxy behind a loopback HTTP server.
+// harness runs a Proxy behind a loopback HTTP server. Its resolver knows only
+// the names given with withHost; its dialer reaches loopback only, and records
+// every address it is asked for.
 type harness struct {
 	cur   *certconfig.Current
 	proxy *Proxy
 	srv   *httptest.Server
 	logs  *syncBuffer
+	reg   *prometheus.Registry
 
 	mu       sync.Mutex
 	outcomes []Outcome
-	hosts    map[string]string // dial address rewrites: name:port -> 127.0.0.1:port
+	dials    []string
+	names    map[string]netip.Addr // withHost names and the addresses they stand for
+	dialTo   map[string]string     // stand-in ip:port -> the test server's address
 }
 
 type harnessOption func(*harness, *Options)
@@ -265,22 +281,45 @@ func withDial(d DialFunc) harnessOption {
 	return func(_ *harness, o *Options) { o.Dial = d }
 }
 
-// withHost makes the proxy dial target when asked for name (host:port).
-func withHost(name, target string) harnessOption {
-	return func(h *harness, _ *Options) { h.hosts[name] = target }
+func withLookup(l func(context.Context, string) ([]netip.Addr, error)) harnessOption {
+	return func(_ *harness, o *Options) { o.Lookup = l }
 }
 
-func newHarness(t *testing.T, s *certconfig.Snapshot, opts ...harnessOption) *harness {
+// withHost makes the proxy reach target when asked for name (host:port): the
+// name resolves to a loopback stand-in address of its own, which the harness
+// dialer turns into target.
+func withHost(name, target string) harnessOption {
+	return func(h *harness, _ *Options) {
+		host, port, err := net.SplitHostPort(name)
+		if err != nil {
+			panic(err)
+		}
+		host = strings.ToLower(host)
+		ip, ok := h.names[host]
+		if !ok {
+			ip = netip.AddrFrom4([4]byte{127, 0, 1, byte(len(h.names) + 1)})
+			h.names[host] = ip
+		}
+		h.dialTo[net.JoinHostPort(ip.String(), port)] = target
+	}
+}
+
+func newHarness(t testing.TB, s *certconfig.Snapshot, opts ...harnessOption) *harness {
 	t.Helper()
-	h := &harness{cur: &certconfig.Current{}, logs: &syncBuffer{}, hosts: map[string]string{}}
+	h := &harness{cur: &certconfig.Current{}, logs: &syncBuffer{},
+		reg: prometheus.NewPedanticRegistry(), names: map[string]netip.Addr{},
+		dialTo: map[string]string{}}
 	if s != nil {
 		h.cur.Swap(s)
 	}
+	debug := &slog.HandlerOptions{Level: slog.LevelDebug}
 	o := Options{
-		Current: h.cur,
-		Logger:  slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Dial:    h.loopbackDial,
-		Observe: h.observe,
+		Current:    h.cur,
+		Logger:     slog.New(slog.NewJSONHandler(h.logs, debug)),
+		Dial:       h.loopbackDial,
+		Lookup:     h.lookup,
+		Registerer: h.reg,
+		Observe:    h.observe,
 	}
 	for _, opt := range opts {
 		opt(h, &o)
@@ -301,9 +340,20 @@ func newHarness(t *testing.T, s *certconfig.Snapshot, opts ...harnessOption) *ha
 	return h
 }
 
-// loopbackDial rewrites test host names and refuses anything off loopback.
+// lookup resolves the names given with withHost; any other name does not exist.
+func (h *harness) lookup(_ context.Context, host string) ([]netip.Addr, error) {
+	if ip, ok := h.names[strings.ToLower(host)]; ok {
+		return []netip.Addr{ip}, nil
+	}
+	return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+}
+
+// loopbackDial rewrites stand-in addresses and refuses anything off loopback.
 func (h *harness) loopbackDial(ctx context.Context, network, addr string) (net.Conn, error) {
-	if to, ok := h.hosts[strings.ToLower(addr)]; ok {
+	h.mu.Lock()
+	h.dials = append(h.dials, addr)
+	h.mu.Unlock()
+	if to, ok := h.dialTo[addr]; ok {
 		addr = to
 	}
 	host, _, err := net.SplitHostPort(addr)
@@ -315,6 +365,13 @@ func (h *harness) loopbackDial(ctx context.Context, network, addr string) (net.C
 	}
 	var d net.Dialer
 	return d.DialContext(ctx, network, addr)
+}
+
+// dialed returns the addresses the proxy has asked its dialer for.
+func (h *harness) dialed() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.dials)
 }
 
 func (h *harness) observe(o Outcome) {

@@ -49,17 +49,54 @@ func (ex *exchange) outcome(status int, bytesOut int64) Outcome {
 	}
 }
 
-// finish writes the request's log line and reports its outcome.
+// finish writes the request's log line, counts it and reports its outcome.
 func (p *Proxy) finish(ex *exchange, status int, bytesOut int64) {
 	o := ex.outcome(status, bytesOut)
 	p.logOutcome(ex, o)
+	p.metrics.record(ex, o)
 	if p.observe != nil {
 		p.observe(o)
 	}
 }
 
-// logOutcome writes the one line per request. Header values are never logged; the
-// certificate's name is, since it names no secret.
+// Values of the certificate_note log field, which says why a request presented
+// no certificate.
+const (
+	noteDisabled = "disabled" // the certificate asked for is disabled
+	noteUnknown  = "unknown"  // the certificate asked for does not exist
+	noteNoRoute  = "no route" // no header named one and no route gave one
+	noteTunnel   = "tunnel"   // a CONNECT tunnel cannot carry one
+)
+
+// certificateFields are the log fields that say which certificate was presented
+// and, when none was, why: the name asked for goes in certificate_requested.
+func (ex *exchange) certificateFields() []slog.Attr {
+	if ex.sent {
+		return []slog.Attr{slog.String("certificate", ex.certName),
+			slog.String("certificate_note", "")}
+	}
+	note := ""
+	switch {
+	case !ex.routed:
+	case ex.tunnel && ex.certName != "":
+		note = noteTunnel
+	case ex.certName == "":
+		note = noteNoRoute
+	case ex.cert == nil:
+		note = noteUnknown
+	default:
+		note = noteDisabled
+	}
+	attrs := []slog.Attr{slog.String("certificate", ""), slog.String("certificate_note", note)}
+	if ex.certName != "" {
+		attrs = append(attrs, slog.String("certificate_requested", ex.certName))
+	}
+	return attrs
+}
+
+// logOutcome writes the one line per request, with fixed field names. Header
+// values are never logged, only the certificate name that the routing header
+// carries; the error text is Go's, which holds addresses but no header.
 func (p *Proxy) logOutcome(ex *exchange, o Outcome) {
 	level, msg := slog.LevelInfo, "request"
 	if o.Tunnel {
@@ -68,8 +105,7 @@ func (p *Proxy) logOutcome(ex *exchange, o Outcome) {
 	if o.Code != "" || o.Warning != "" {
 		level = slog.LevelWarn
 	}
-	attrs := []slog.Attr{
-		slog.String("certificate", o.Certificate),
+	attrs := append(ex.certificateFields(),
 		slog.String("certificate_source", ex.certSource),
 		slog.String("method", o.Method),
 		slog.String("host", o.Host),
@@ -77,10 +113,13 @@ func (p *Proxy) logOutcome(ex *exchange, o Outcome) {
 		slog.Bool("tls", o.TLS),
 		slog.Int("status", o.Status),
 		slog.String("error_code", o.Code),
-		slog.Duration("duration", o.Duration),
+		slog.Float64("duration_ms", milliseconds(o.Duration)),
 		slog.Int64("bytes_in", o.BytesIn),
 		slog.Int64("bytes_out", o.BytesOut),
 		slog.Bool("resumed", o.Resumed),
+	)
+	if ex.user != "" {
+		attrs = append(attrs, slog.String("proxy_user", ex.user))
 	}
 	if o.Warning != "" {
 		attrs = append(attrs, slog.String("warning", o.Warning))
@@ -89,4 +128,9 @@ func (p *Proxy) logOutcome(ex *exchange, o Outcome) {
 		attrs = append(attrs, slog.String("error", ex.err.Error()))
 	}
 	p.log.LogAttrs(context.Background(), level, msg, attrs...)
+}
+
+// milliseconds rounds d to the microsecond.
+func milliseconds(d time.Duration) float64 {
+	return float64(d.Microseconds()) / 1000
 }

@@ -100,13 +100,14 @@ func (pl *pool) transport(s *certconfig.Snapshot, id identity) *http.Transport {
 // prune runs on every Swap: transports of identities the new snapshot no longer
 // has (certificate deleted, replaced, disabled or enabled) close their idle
 // connections and are dropped; their busy connections close when their request
-// ends. New limits rebuild every transport.
-func (pl *pool) prune(_, next *certconfig.Snapshot) {
+// ends. New limits rebuild every transport, and so does a new egress table: a
+// pooled connection was checked under the old one.
+func (pl *pool) prune(old, next *certconfig.Snapshot) {
 	live := liveKeys(next)
 	lim := limitsOf(next)
 	pl.mu.Lock()
 	defer pl.mu.Unlock()
-	if lim != pl.lim {
+	if lim != pl.lim || egressChanged(old, next) {
 		pl.lim = lim
 		pl.dropLocked(func(string) bool { return true })
 		return
@@ -144,14 +145,15 @@ func (pl *pool) closeIdle() {
 
 func (pl *pool) build(id identity, lim limits) *http.Transport {
 	t := &http.Transport{
-		Proxy:                 nil, // never HTTP_PROXY: that could be this proxy
-		DialContext:           pl.dialer(lim.dial),
-		ForceAttemptHTTP2:     true,
-		MaxIdleConnsPerHost:   lim.maxIdlePerHost,
-		IdleConnTimeout:       lim.idle,
-		TLSHandshakeTimeout:   lim.handshake,
-		ResponseHeaderTimeout: lim.header,
-		ExpectContinueTimeout: time.Second,
+		Proxy:                  nil, // never HTTP_PROXY: that could be this proxy
+		DialContext:            pl.dialer(lim.dial),
+		ForceAttemptHTTP2:      true,
+		MaxIdleConnsPerHost:    lim.maxIdlePerHost,
+		IdleConnTimeout:        lim.idle,
+		TLSHandshakeTimeout:    lim.handshake,
+		ResponseHeaderTimeout:  lim.header,
+		MaxResponseHeaderBytes: lim.maxHeaderBytes,
+		ExpectContinueTimeout:  time.Second,
 		// Relay bodies as they are: no Accept-Encoding added, nothing decoded.
 		DisableCompression: true,
 	}

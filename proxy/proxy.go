@@ -3,7 +3,10 @@
 // request header, or by the first matching route), originates mutual TLS to the
 // upstream with it and relays the exchange, streaming both ways. It keeps one
 // connection pool per TLS identity, answers failed handshakes with stable error
-// codes that say what to fix, and tunnels CONNECT unchanged.
+// codes that say what to fix, and tunnels CONNECT unchanged. Every destination,
+// of a request or a tunnel, passes the [egress] policy before it is dialled;
+// [proxy] auth_file makes clients authenticate. Each request is logged on one
+// line and counted in Prometheus metrics.
 package proxy
 
 import (
@@ -13,10 +16,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
 	"github.com/elazarl/goproxy"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mtlsproxy/mtlsproxy/certconfig"
 )
@@ -43,8 +48,16 @@ type Options struct {
 	// Logger receives one line per request; nil means slog.Default().
 	Logger *slog.Logger
 	// Dial, when set, replaces the TCP dialer for upstream connections and CONNECT
-	// tunnels. The proxy still applies the configured dial timeout to its context.
+	// tunnels. It is only ever asked for addresses the egress policy allowed, as
+	// "ip:port", and gets a context bounded by the configured dial timeout.
 	Dial DialFunc
+	// Lookup, when set, replaces the system resolver for the names the proxy
+	// dials; every address it returns is checked against the egress policy.
+	Lookup func(ctx context.Context, host string) ([]netip.Addr, error)
+	// Registerer, when set, receives the proxy's metrics: the mtlsproxy_requests,
+	// request_duration, upstream TLS error, handshake, egress denial, in-flight and
+	// open-connection series listed in metrics.go. Nil keeps them unregistered.
+	Registerer prometheus.Registerer
 	// Observe, when set, is called once per request, after the response has been
 	// written (for CONNECT: once the tunnel is open or refused).
 	Observe func(Outcome)
@@ -55,24 +68,33 @@ type Proxy struct {
 	cur     *certconfig.Current
 	log     *slog.Logger
 	observe func(Outcome)
-	dial    DialFunc
+	guards  *guards
+	metrics *metrics
 	pool    *pool
 	engine  *goproxy.ProxyHttpServer
 }
 
 // New builds a Proxy reading its configuration from o.Current and subscribes to
-// it, so that every Swap drops the connection pools of certificates that are gone.
+// it, so that every Swap drops the connection pools of certificates that are gone,
+// rereads the proxy users and applies the new egress policy.
 func New(o Options) (*Proxy, error) {
 	if o.Current == nil {
 		return nil, errors.New("proxy: options: Current is required")
 	}
-	p := &Proxy{cur: o.Current, log: o.Logger, observe: o.Observe, dial: o.Dial}
+	p := &Proxy{cur: o.Current, log: o.Logger, observe: o.Observe}
 	if p.log == nil {
 		p.log = slog.Default()
 	}
+	p.metrics = newMetrics(o.Current)
+	if err := p.metrics.register(o.Registerer); err != nil {
+		return nil, fmt.Errorf("proxy: register metrics: %w", err)
+	}
+	p.guards = newGuards(o.Current, o.Dial, o.Lookup, p.log)
 	p.pool = newPool(o.Current, p.dialer)
 	p.engine = p.newEngine()
 	o.Current.Subscribe(p.pool.prune)
+	o.Current.Subscribe(p.guards.swapped)
+	o.Current.Subscribe(p.metrics.prune)
 	return p, nil
 }
 
@@ -100,11 +122,13 @@ func (p *Proxy) newEngine() *goproxy.ProxyHttpServer {
 
 // ServeHTTP handles one request to the proxy.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p.metrics.inFlight.Inc()
+	defer p.metrics.inFlight.Dec()
 	ex := newExchange(p.cur.Load(), r)
 	r = r.WithContext(withExchange(r.Context(), ex))
-	if ex.snap == nil {
+	if code := p.admit(ex, r); code != "" {
 		rw := &responseWriter{ResponseWriter: w, ex: ex}
-		ex.fail(CodeNotReady, nil)
+		ex.fail(code, nil)
 		writeError(rw, ex)
 		p.finish(ex, rw.status, rw.bytes)
 		return
@@ -126,6 +150,27 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.finish(ex, rw.status, rw.bytes)
 }
 
+// admit returns the code of a request the proxy refuses before looking at its
+// target: no configuration yet, or a client that did not authenticate.
+func (p *Proxy) admit(ex *exchange, r *http.Request) string {
+	if ex.snap == nil {
+		return CodeNotReady
+	}
+	g := p.guards.current()
+	if g.auth == nil && g.authErr == nil {
+		return ""
+	}
+	if g.authErr != nil {
+		return CodeProxyAuthRequired
+	}
+	user, ok := g.auth.check(r.Header)
+	if !ok {
+		return CodeProxyAuthRequired
+	}
+	ex.user = user
+	return ""
+}
+
 // Close closes the idle upstream connections of every pool. Requests in flight
 // finish; later requests open new connections.
 func (p *Proxy) Close() { p.pool.closeIdle() }
@@ -136,17 +181,18 @@ func (p *Proxy) notProxyRequest(w http.ResponseWriter, r *http.Request) {
 	writeError(w, ex)
 }
 
-// dialer returns the dial function for upstream connections: Options.Dial or a
-// net.Dialer, bounded by timeout.
+// dialer returns the dial function for upstream connections, bounded by timeout:
+// the egress policy in force at the time of the dial, over Options.Dial or a
+// net.Dialer. Connections it opens are counted until they close.
 func (p *Proxy) dialer(timeout time.Duration) DialFunc {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
-		if p.dial != nil {
-			return p.dial(ctx, network, addr)
+		conn, err := p.guards.current().dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
 		}
-		var d net.Dialer
-		return d.DialContext(ctx, network, addr)
+		return p.metrics.track(conn), nil
 	}
 }
 

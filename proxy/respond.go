@@ -3,10 +3,13 @@ package proxy
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
+
+	"github.com/mtlsproxy/mtlsproxy/proxy/egress"
 )
 
 type errorBody struct {
@@ -23,7 +26,7 @@ type errorDetail struct {
 func (ex *exchange) errorJSON() []byte {
 	b, err := json.Marshal(errorBody{errorDetail{
 		Code:        ex.code,
-		Message:     Message(ex.code),
+		Message:     ex.message(),
 		Certificate: ex.certName,
 		Upstream:    ex.upstream,
 	}})
@@ -33,12 +36,24 @@ func (ex *exchange) errorJSON() []byte {
 	return append(b, '\n')
 }
 
+// message is the text for ex.code. A refused destination is explained by the
+// policy's own words, which name the address, the rule and how to allow it.
+func (ex *exchange) message() string {
+	if d, ok := errors.AsType[*egress.DeniedError](ex.err); ok && ex.code == CodeEgressDenied {
+		return deniedMessage(d)
+	}
+	return Message(ex.code)
+}
+
 func (ex *exchange) errorHeader(length int) http.Header {
 	h := make(http.Header)
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(length))
 	h.Set("Cache-Control", "no-store")
 	h.Set(ErrorHeader, ex.code)
+	if ex.code == CodeProxyAuthRequired {
+		h.Set("Proxy-Authenticate", `Basic realm="`+AuthRealm+`"`)
+	}
 	if ex.warning != "" {
 		h.Set(WarningHeader, ex.warning)
 	}

@@ -10,18 +10,26 @@ import (
 	"github.com/elazarl/goproxy"
 
 	"github.com/mtlsproxy/mtlsproxy/certconfig"
+	"github.com/mtlsproxy/mtlsproxy/proxy/egress"
 )
 
 // onRequest runs for every absolute-form request: it picks the certificate and the
-// upstream, cleans the headers, and hands the request to the round tripper of the
-// matching pool. A request it refuses is answered here and never sent.
+// upstream, applies the egress policy to the host, cleans the headers, and hands
+// the request to the round tripper of the matching pool. A request it refuses is
+// answered here and never sent.
 func (p *Proxy) onRequest(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
 	ex := exchangeFrom(r.Context())
 	if code := ex.decide(r); code != "" {
 		ex.fail(code, nil)
 		return r, errorResponse(r, ex)
 	}
+	// The addresses a name resolves to are checked when it is dialled.
+	if err := p.guards.current().checkHost(ex.host); err != nil {
+		ex.fail(CodeEgressDenied, err)
+		return r, errorResponse(r, ex)
+	}
 	stripHopByHop(r.Header)
+	filterTrailers(r, certHeaderOf(ex.snap))
 	// The client's wish to close its own connection says nothing about ours.
 	r.Close = false
 	ex.transport = p.pool.transport(ex.snap, identityOf(ex))
@@ -38,6 +46,7 @@ func (ex *exchange) decide(r *http.Request) string {
 	if !ok {
 		return CodeInvalidTarget
 	}
+	canonicalHost(r.URL)
 	ex.upstream = net.JoinHostPort(r.URL.Hostname(), strconv.Itoa(port))
 
 	name, routeTLS, err := ex.certificateName(r, port)
@@ -51,6 +60,26 @@ func (ex *exchange) decide(r *http.Request) string {
 		ex.upgrade(r.URL)
 	}
 	return ""
+}
+
+// canonicalHost rewrites a host that spells an IP address in an unusual form
+// ("2130706433", "0x7f.1", "127.1") as that address, the way resolvers read it, so
+// that routes, TLS verification and the dial all see the address that the egress
+// policy checks.
+func canonicalHost(u *url.URL) {
+	host := u.Hostname()
+	ip, ok := egress.ParseHostIP(host)
+	if !ok || ip.String() == host {
+		return
+	}
+	switch {
+	case u.Port() != "":
+		u.Host = net.JoinHostPort(ip.String(), u.Port())
+	case ip.Is6():
+		u.Host = "[" + ip.String() + "]"
+	default:
+		u.Host = ip.String()
+	}
 }
 
 // targetPort returns the port an absolute http:// or https:// URL asks for.
@@ -72,6 +101,7 @@ func (ex *exchange) certificateName(r *http.Request, port int) (string, bool, er
 	if err != nil {
 		return "", false, err
 	}
+	ex.routed = true
 	if name != "" {
 		ex.certSource = sourceHeader
 		return name, false, nil

@@ -297,7 +297,7 @@ func TestObserveOncePerRequest(t *testing.T) {
 		t.Errorf("log lines %v", lines)
 	}
 	for _, field := range []string{"method", "host", "upstream", "tls", "status", "error_code",
-		"duration", "bytes_in", "bytes_out", "resumed"} {
+		"duration_ms", "bytes_in", "bytes_out", "resumed"} {
 		if _, ok := lines[0][field]; !ok {
 			t.Errorf("log line lacks %s: %v", field, lines[0])
 		}

@@ -16,9 +16,13 @@ const (
 )
 
 // limits are the [proxy] settings baked into a transport when it is built.
+// maxHeaderBytes bounds the response headers an upstream may send, as
+// max_header_bytes bounds those of a client. No limit covers a whole exchange: a
+// body may stream for as long as it keeps moving.
 type limits struct {
 	dial, handshake, header, idle time.Duration
 	maxIdlePerHost                int
+	maxHeaderBytes                int64
 }
 
 func proxyConfig(s *certconfig.Snapshot) certconfig.ProxyConfig {
@@ -36,6 +40,7 @@ func limitsOf(s *certconfig.Snapshot) limits {
 		header:         orDefault(pc.ResponseHeaderTimeout.Duration, defaultResponseHeaderTimeout),
 		idle:           orDefault(pc.IdleConnTimeout.Duration, defaultIdleConnTimeout),
 		maxIdlePerHost: orDefault(pc.MaxIdleConnsPerHost, defaultMaxIdleConnsPerHost),
+		maxHeaderBytes: int64(orDefault(pc.MaxHeaderBytes, certconfig.DefaultMaxHeaderBytes)),
 	}
 }
 

@@ -16,7 +16,6 @@ import (
 
 	"github.com/mtlsproxy/mtlsproxy/certconfig"
 	"github.com/mtlsproxy/mtlsproxy/proxy"
-	"github.com/mtlsproxy/mtlsproxy/proxy/egress"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -109,7 +108,7 @@ func serve(o serveOptions) int {
 	logSnapshot(log, snap)
 
 	reg := prometheus.NewRegistry()
-	p, err := proxy.New(proxy.Options{Current: d.cur, Logger: log})
+	p, err := proxy.New(proxy.Options{Current: d.cur, Logger: log, Registerer: reg})
 	if err != nil {
 		log.Error("cannot start the proxy", "error", err)
 		return exitError
@@ -166,7 +165,7 @@ func newDaemon(path string, cfg *certconfig.Config, log *slog.Logger,
 	level *slog.LevelVar) (*daemon, error) {
 	d := &daemon{cur: new(certconfig.Current), log: log, level: level}
 	d.rel = &certconfig.Reloader{Path: path, Current: d.cur, Logger: log,
-		Check: checkEgress}
+		Check: proxy.CheckSnapshot}
 	if !cfg.Admin.Disabled {
 		store, err := certconfig.OpenStore(cfg.Resolve(cfg.Admin.StateDir))
 		if err != nil {
@@ -179,12 +178,6 @@ func newDaemon(path string, cfg *certconfig.Config, log *slog.Logger,
 	}
 	d.cur.Subscribe(d.applied)
 	return d, nil
-}
-
-// checkEgress rejects a snapshot whose [egress] lists do not compile.
-func checkEgress(s *certconfig.Snapshot) error {
-	_, err := egress.NewPolicy(s.Config.Egress)
-	return err
 }
 
 // watch starts the file watcher and returns the function that stops it. Without a
