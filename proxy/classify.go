@@ -28,15 +28,15 @@ import (
 //	certificate_not_yet_valid          502  our client certificate is before its not-before
 //	bad_certificate_signature          502  the server could not verify our signature
 //	                                        (key does not match, or bad chain signature)
-//	incomplete_chain                   502  the server does not know our issuer and our chain
-//	                                        stops short of a root; or the server sent its
-//	                                        leaf alone and it does not chain to our roots
-//	certificate_untrusted              502  the server does not trust our CA; or the
-//	                                        server's chain does not end at a root we trust
+//	incomplete_chain                   502  the server does not know our issuer and our
+//	                                        chain lacks the leaf's issuer
+//	certificate_untrusted              502  the server does not trust our CA
 //	self_signed_certificate            502  the server's own certificate is self-signed
 //	client_certificate_required        502  the server wants a certificate and none was sent
 //	upstream_certificate_expired       502  the server's certificate has expired
 //	upstream_certificate_not_yet_valid 502  the server's certificate is not valid yet
+//	upstream_certificate_untrusted     502  the server's chain does not reach a root we
+//	                                        trust (set server_ca_file)
 //	upstream_connection_refused        502  nothing listens on the upstream host and port
 //	upstream_unresolvable              502  the upstream host name does not resolve
 //	upstream_unreachable               502  no route to the upstream host
@@ -64,6 +64,7 @@ const (
 	CodeClientCertificateRequired      = "client_certificate_required"
 	CodeUpstreamCertificateExpired     = "upstream_certificate_expired"
 	CodeUpstreamCertificateNotYetValid = "upstream_certificate_not_yet_valid"
+	CodeUpstreamCertificateUntrusted   = "upstream_certificate_untrusted"
 	CodeUpstreamConnectionRefused      = "upstream_connection_refused"
 	CodeUpstreamUnresolvable           = "upstream_unresolvable"
 	CodeUpstreamUnreachable            = "upstream_unreachable"
@@ -105,6 +106,9 @@ var codes = map[string]codeInfo{
 		"none was sent. Attach an enabled certificate to this request."},
 	CodeUpstreamCertificateExpired: {502, "The server's certificate has expired. " +
 		"Ask the server operator to renew it."},
+	CodeUpstreamCertificateUntrusted: {502, "The server's certificate does not chain to a " +
+		"CA the proxy trusts. Set server_ca_file on the certificate to the CA that issued " +
+		"it, or have the server send its intermediate certificates."},
 	CodeUpstreamCertificateNotYetValid: {502, "The server's certificate is not yet valid. " +
 		"Check the clocks of both machines, or ask the server operator to fix its dates."},
 	CodeUpstreamConnectionRefused: {502, "The upstream refused the connection. " +
@@ -204,6 +208,7 @@ var tlsCodes = map[string]bool{
 	CodeClientCertificateRequired:      true,
 	CodeUpstreamCertificateExpired:     true,
 	CodeUpstreamCertificateNotYetValid: true,
+	CodeUpstreamCertificateUntrusted:   true,
 }
 
 // alertCode explains an alert sent by the server. Servers reject a client
@@ -299,7 +304,7 @@ func serverCertificateCode(err error, now time.Time) string {
 		if inv.Reason == x509.Expired && inv.Cert != nil {
 			return upstreamDatesCode(inv.Cert, now)
 		}
-		return CodeCertificateUntrusted
+		return CodeUpstreamCertificateUntrusted
 	}
 	if ua, ok := errors.AsType[x509.UnknownAuthorityError](err); ok {
 		if len(chain) == 0 && ua.Cert != nil {
@@ -308,7 +313,7 @@ func serverCertificateCode(err error, now time.Time) string {
 		return unknownAuthorityCode(chain)
 	}
 	if isVerify {
-		return CodeCertificateUntrusted
+		return CodeUpstreamCertificateUntrusted
 	}
 	return ""
 }
@@ -322,21 +327,15 @@ func upstreamDatesCode(c *x509.Certificate, now time.Time) string {
 }
 
 // unknownAuthorityCode explains a server chain that does not reach a trusted root.
-// The server's leaf signed by itself is self_signed_certificate. A leaf sent alone
-// is incomplete_chain: either the server leaves out its intermediate or the proxy
-// lacks the CA (server_ca_file); the two cannot be told apart from the leaf, and the
-// message covers both. A chain with issuers that still ends at an unknown CA is
-// certificate_untrusted.
+// The server's leaf signed by itself is self_signed_certificate. Anything else is
+// upstream_certificate_untrusted: the proxy lacks the server's CA (server_ca_file)
+// or the server leaves out its intermediate; its message names both fixes, since
+// the two cannot be told apart from what the server sent.
 func unknownAuthorityCode(chain []*x509.Certificate) string {
-	switch {
-	case len(chain) == 0:
-		return CodeCertificateUntrusted
-	case selfSigned(chain[0]):
+	if len(chain) > 0 && selfSigned(chain[0]) {
 		return CodeSelfSignedCertificate
-	case len(chain) == 1:
-		return CodeIncompleteChain
 	}
-	return CodeCertificateUntrusted
+	return CodeUpstreamCertificateUntrusted
 }
 
 // selfSigned reports whether c names itself as issuer and its signature verifies

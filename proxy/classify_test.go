@@ -138,14 +138,14 @@ func TestClassify(t *testing.T) {
 		{"server self-signed", verify(unknown(selfSigned), selfSigned), valid, true,
 			CodeSelfSignedCertificate},
 		{"server leaf alone", verify(unknown(serverLeaf), serverLeaf), valid, true,
-			CodeIncompleteChain},
+			CodeUpstreamCertificateUntrusted},
 		{"server chain to unknown CA", verify(unknown(serverLeaf), serverLeaf, serverLeaf.Issuer),
-			valid, true, CodeCertificateUntrusted},
+			valid, true, CodeUpstreamCertificateUntrusted},
 		{"unknown authority without verification error", unknown(selfSigned), nil, false,
 			CodeSelfSignedCertificate},
 		{"server certificate not for servers",
 			verify(x509.CertificateInvalidError{Reason: x509.IncompatibleUsage}), nil, false,
-			CodeCertificateUntrusted},
+			CodeUpstreamCertificateUntrusted},
 
 		// Network.
 		{"refused", syscallErr(syscall.ECONNREFUSED), valid, true, CodeUpstreamConnectionRefused},

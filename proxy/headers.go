@@ -49,11 +49,27 @@ func filterTrailers(r *http.Request, certHeader string) {
 
 func dropFields(h http.Header, certHeader string) {
 	for key := range h {
-		if strings.EqualFold(key, certHeader) {
+		if isCertHeader(key, certHeader) {
 			delete(h, key)
 		}
 	}
 	stripHopByHop(h)
+}
+
+// isCertHeader reports whether key names the certificate header, also when it is
+// spelled with underscores: servers behind CGI-style gateways read "X_Mtls_..." as
+// "X-Mtls-...", so such a copy must not reach them either.
+func isCertHeader(key, certHeader string) bool {
+	return strings.EqualFold(key, certHeader) ||
+		strings.EqualFold(strings.ReplaceAll(key, "_", "-"), certHeader)
+}
+
+// keepUserAgentAbsent stops the Go client from adding its own User-Agent when the
+// sender sent none: a present but empty value is not written.
+func keepUserAgentAbsent(h http.Header) {
+	if _, ok := h["User-Agent"]; !ok {
+		h["User-Agent"] = []string{""}
+	}
 }
 
 type trailerFilter struct {

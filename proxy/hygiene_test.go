@@ -47,6 +47,8 @@ func TestRoutingHeaderNeverForwarded(t *testing.T) {
 		trailers            []string // trailers the upstream must see
 	}{
 		{name: "upper case", headers: "X-MTLS-CLIENT-CERT: acme\r\n"},
+		{name: "underscore spelling alongside",
+			headers: "X-Mtls-Client-Cert: acme\r\nX_Mtls_Client_Cert: other\r\n"},
 		{name: "named by Connection",
 			headers: "Connection: x-mtls-client-cert\r\nx-mtls-client-cert: acme\r\n"},
 		{name: "after other headers, twice",
@@ -71,7 +73,8 @@ func TestRoutingHeaderNeverForwarded(t *testing.T) {
 			}
 			for _, hdr := range []http.Header{e.Header, e.Trailer} {
 				for k := range hdr {
-					if strings.EqualFold(k, DefaultCertHeader) || k == "Proxy-Authorization" {
+					dashed := strings.ReplaceAll(k, "_", "-")
+					if strings.EqualFold(dashed, DefaultCertHeader) || k == "Proxy-Authorization" {
 						t.Errorf("upstream received %s", k)
 					}
 				}
@@ -187,5 +190,29 @@ func TestLimitsOf(t *testing.T) {
 					tr.ResponseHeaderTimeout, tr.IdleConnTimeout, tr.MaxResponseHeaderBytes)
 			}
 		})
+	}
+}
+
+// TestNoUserAgentAdded: a request without User-Agent arrives without one; one with
+// a User-Agent keeps it.
+func TestNoUserAgentAdded(t *testing.T) {
+	t.Parallel()
+	up := upstream{}.start(t)
+	target := httpURL(up.URL) + "/ua"
+	host := strings.TrimPrefix(up.URL, "https://")
+	h := newHarness(t, newSnapshot(t, certconfig.ProxyConfig{},
+		[]*certconfig.Certificate{clientCert("acme")}))
+	for _, tc := range []struct{ header, want string }{
+		{"", ""},
+		{"User-Agent: hooks/1.0\r\n", "hooks/1.0"},
+	} {
+		e := rawExchange(t, h, fmt.Sprintf("GET %s HTTP/1.1\r\nHost: %s\r\n"+
+			"X-Mtls-Client-Cert: acme\r\n%s\r\n", target, host, tc.header))
+		if got := e.Header.Get("User-Agent"); got != tc.want {
+			t.Errorf("sent %q, upstream saw User-Agent %q", tc.header, got)
+		}
+		if _, ok := e.Header["User-Agent"]; ok != (tc.want != "") {
+			t.Errorf("sent %q, upstream header present = %v", tc.header, ok)
+		}
 	}
 }

@@ -28,7 +28,8 @@ func (p *Proxy) onRequest(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Request
 		ex.fail(CodeEgressDenied, err)
 		return r, errorResponse(r, ex)
 	}
-	stripHopByHop(r.Header)
+	dropFields(r.Header, certHeaderOf(ex.snap))
+	keepUserAgentAbsent(r.Header)
 	filterTrailers(r, certHeaderOf(ex.snap))
 	// The client's wish to close its own connection says nothing about ours.
 	r.Close = false
