@@ -17,6 +17,11 @@ func (p *Proxy) roundTrip(req *http.Request, _ *goproxy.ProxyCtx) (*http.Respons
 		ex.fail(Classify(ex.hs.annotate(err), ex.cert, ex.sent), err)
 		return errorResponse(req, ex), nil
 	}
+	if answeredRejection(resp) {
+		resp.Body.Close()
+		ex.fail(ex.rejectionByAnswer(), errAnsweredRejection)
+		return errorResponse(req, ex), nil
+	}
 	ex.received(resp)
 	return resp, nil
 }
