@@ -195,7 +195,7 @@ func serialOf(c *x509.Certificate) string {
 // when it is asked for.
 var validityPrefixes = []string{
 	"certificate expired on ",
-	"certificate is not yet valid until ",
+	"certificate is not valid until ",
 	"certificate expires on ",
 }
 
@@ -228,7 +228,7 @@ func validityWarnings(leaf *x509.Certificate, now time.Time) []string {
 		return []string{fmt.Sprintf("certificate expired on %s; replace it",
 			leaf.NotAfter.UTC().Format(dateLayout))}
 	case now.Before(leaf.NotBefore):
-		return []string{fmt.Sprintf("certificate is not yet valid until %s; check its "+
+		return []string{fmt.Sprintf("certificate is not valid until %s; check its "+
 			"dates or wait", leaf.NotBefore.UTC().Format(dateLayout))}
 	case left < ExpiryWarning:
 		return []string{fmt.Sprintf("certificate expires on %s, in %d days; renew it",

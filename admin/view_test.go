@@ -42,7 +42,7 @@ func TestViewWarnings(t *testing.T) {
 		{"expires soon", build(t, "x", p.soon, fullChain, false), now,
 			[]string{"certificate expires on", "in 10 days"}, nil},
 		{"not yet valid", build(t, "x", p.future, fullChain, false), now,
-			[]string{"not yet valid"}, nil},
+			[]string{"certificate is not valid until"}, nil},
 		{"chain does not reach a root", build(t, "x", p.api, "", false), now,
 			[]string{"chain does not reach a root"}, nil},
 		{"insecure", build(t, "x", p.api, fullChain, true), now,

@@ -16,6 +16,7 @@
 #   REPEAT [3]         measured runs per scenario and proxy
 #   CONNS [32]         connections for the small-body scenarios; BIG_CONNS [8] for 1 MiB
 #   PROXIES ["mtlsproxy nginx haproxy"]   which proxies to measure
+#   SCENARIOS          which scenarios to run (default: all four)
 #   MTLSPROXY_BIN      a prebuilt binary to measure instead of building one
 #   LOAD_CPU [0]       CPU for wrk and the upstream; PROXY_CPU [1] for the proxy
 #   NICE [0]           nice value for everything measured (-10 holds off other work a bit)
@@ -40,7 +41,7 @@ PROXY_CPU=${PROXY_CPU:-1}
 RESULTS=${RESULTS:-$here/results.md}
 NICE=${NICE:-0}
 
-scenarios=(keepalive client-close upstream-close post-1mib)
+read -ra scenarios <<<"${SCENARIOS:-keepalive client-close upstream-close post-1mib}"
 declare -A title=(
 	[keepalive]="keep-alive, GET /small"
 	[client-close]="client closes every connection, GET /small"

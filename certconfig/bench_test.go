@@ -13,7 +13,8 @@ import (
 )
 
 // benchConfig writes a config with n certificates (each in its own PEM files, as an
-// operator with many tenants would keep them) and n routes, and returns its path.
+// operator with many tenants would keep them, all from one intermediate and
+// verifying upstreams against one root) and n routes, and returns its path.
 // Folders are kept per size for the whole run, since making 10,000 certificates is
 // slow, and removed by TestMain.
 var benchConfigs sync.Map
@@ -26,7 +27,14 @@ func benchConfig(b *testing.B, n int) string {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ca := testpki.NewRoot("bench root")
+	root := testpki.NewRoot("bench root")
+	ca := root.Intermediate("bench intermediate")
+	for name, data := range map[string][]byte{"inter.pem": ca.CertPEM(),
+		"upstream-ca.pem": testpki.NewRoot("bench upstream root").CertPEM()} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			b.Fatal(err)
+		}
+	}
 	var cfg strings.Builder
 	for i := range n {
 		c := ca.Client(testpki.Options{CommonName: fmt.Sprintf("tenant-%d", i)})
@@ -36,7 +44,8 @@ func benchConfig(b *testing.B, n int) string {
 				b.Fatal(err)
 			}
 		}
-		fmt.Fprintf(&cfg, "[[certificate]]\nname = %q\ncert_file = %q\nkey_file = %q\n\n",
+		fmt.Fprintf(&cfg, "[[certificate]]\nname = %q\ncert_file = %q\nkey_file = %q\n"+
+			"ca_file = \"inter.pem\"\nserver_ca_file = \"upstream-ca.pem\"\n\n",
 			name, name+".pem", name+".key")
 		fmt.Fprintf(&cfg, "[[route]]\nhost = \"%s.hooks.example\"\ncertificate = %q\n\n",
 			name, name)

@@ -324,12 +324,8 @@ func setServerCAs(c *Certificate, cas []*x509.Certificate) {
 	if len(cas) == 0 {
 		return
 	}
-	c.ServerCAs = x509.NewCertPool()
-	for _, ca := range cas {
-		c.ServerCAs.AddCert(ca)
-		c.ServerCAPEM = append(c.ServerCAPEM,
-			pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw})...)
-	}
+	shared := sharedServerCAs(cas)
+	c.ServerCAs, c.ServerCAPEM = shared.pool, shared.pem
 }
 
 // fingerprint is the SHA-256 of the DER, as lowercase hex pairs joined by colons.

@@ -177,6 +177,9 @@ func snapshotFiles(cfg *Config, certs []*Certificate) []string {
 		}
 	}
 	add(cfg.Path)
+	if cfg.Proxy.AuthFile != "" {
+		add(cfg.Resolve(cfg.Proxy.AuthFile))
+	}
 	for _, c := range certs {
 		for _, f := range c.Files {
 			add(f)

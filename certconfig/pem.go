@@ -204,7 +204,7 @@ func parseCertBlocks(blocks []*pem.Block) ([]*x509.Certificate, error) {
 			}
 			continue
 		}
-		c, err := x509.ParseCertificate(b.Bytes)
+		c, err := parseCertificate(b.Bytes)
 		if err != nil {
 			return nil, errorf(ErrBadCertificate,
 				"PEM block %d is not a valid X.509 certificate (%v); paste it again", i+1, err)

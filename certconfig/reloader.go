@@ -254,18 +254,22 @@ func (r *Reloader) record(ok bool, err error) {
 }
 
 // logFailure logs a failed reload once: the same error seen again (the watcher
-// retries on every change) is logged at debug level only.
+// retries on every change) is logged at debug level only. Before the first
+// success there is no configuration in force to keep, and the message says so.
 func (r *Reloader) logFailure(reason string, err error) {
 	lg := r.logger()
 	msg := err.Error()
+	rejected := "configuration rejected; keeping the last good one"
+	still := "configuration still invalid; keeping the last good one"
+	if r.Current.Load() == nil {
+		rejected, still = "configuration rejected", "configuration still invalid"
+	}
 	if msg == r.lastErr {
-		lg.Debug("configuration still invalid; keeping the last good one",
-			"reason", reason, "error", msg)
+		lg.Debug(still, "reason", reason, "error", msg)
 		return
 	}
 	r.lastErr = msg
-	lg.Error("configuration rejected; keeping the last good one",
-		"reason", reason, "config", r.Path, "error", msg)
+	lg.Error(rejected, "reason", reason, "config", r.Path, "error", msg)
 }
 
 func (r *Reloader) logSuccess(reason string, old, cur *Snapshot) {

@@ -405,3 +405,23 @@ func TestWatcherServerCABundleChange(t *testing.T) {
 	}
 	t.Fatal("server CA bundle change was not picked up")
 }
+
+func TestWatcherSeesAuthFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "mtlsproxy.toml")
+	put(t, cfg, []byte("[proxy]\nauth_file = \"users.txt\"\n"+watchConfig))
+	put(t, filepath.Join(dir, "users.txt"), []byte("alice:one\n"))
+	e := newWatchEnv(t, dir, cfg)
+	writePair(t, dir, e.client(800))
+	e.start()
+	before := e.cur.Status().Successes
+	put(t, filepath.Join(dir, "users.txt"), []byte("alice:two\n"))
+	deadline := time.Now().Add(5 * time.Second)
+	for e.cur.Status().Successes == before {
+		if time.Now().After(deadline) {
+			t.Fatal("a change of auth_file did not reload")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

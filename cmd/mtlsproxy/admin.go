@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"time"
 
@@ -28,21 +29,28 @@ func newAdmin(cfg *certconfig.Config, d *daemon, reg *prometheus.Registry) (*adm
 	if cfg.Admin.Disabled {
 		return &adminRunner{}, nil
 	}
-	token, err := readToken(cfg, cfg.Admin.TokenFile, "admin.token_file")
+	o, err := adminOptions(cfg)
 	if err != nil {
 		return nil, err
 	}
-	readToken, err := readToken(cfg, cfg.Admin.ReadTokenFile, "admin.read_token_file")
-	if err != nil {
-		return nil, err
-	}
-	srv, err := admin.New(admin.Options{Reloader: d.rel, Current: d.cur, Token: token,
-		ReadToken: readToken, Listen: cfg.Admin.Listen, Gatherer: reg, Logger: d.log})
+	o.Reloader, o.Current, o.Gatherer, o.Logger = d.rel, d.cur, reg, d.log
+	srv, err := admin.New(o)
 	if err != nil {
 		return nil, err
 	}
 	return &adminRunner{srv: srv, listen: cfg.Admin.Listen,
 		grace: cfg.Proxy.ShutdownGrace.Duration}, nil
+}
+
+// adminOptions reads the token files of [admin] into the options the admin server
+// is built with; check builds it from the same options, without listening.
+func adminOptions(cfg *certconfig.Config) (admin.Options, error) {
+	token, tokenErr := readToken(cfg, cfg.Admin.TokenFile, "admin.token_file")
+	readOnly, readErr := readToken(cfg, cfg.Admin.ReadTokenFile, "admin.read_token_file")
+	if err := errors.Join(tokenErr, readErr); err != nil {
+		return admin.Options{}, err
+	}
+	return admin.Options{Token: token, ReadToken: readOnly, Listen: cfg.Admin.Listen}, nil
 }
 
 // readToken reads one token file; an unset key gives no token.
@@ -52,7 +60,7 @@ func readToken(cfg *certconfig.Config, path, key string) (string, error) {
 	}
 	tok, err := admin.ReadTokenFile(cfg.Resolve(path))
 	if err != nil {
-		return "", errors.Join(errors.New(key), err)
+		return "", fmt.Errorf("%s: %w", key, err)
 	}
 	return tok, nil
 }

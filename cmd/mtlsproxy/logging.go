@@ -56,8 +56,8 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-// logSnapshot writes what was loaded: one line per certificate, one warn line per
-// load warning, and a summary.
+// logSnapshot writes one line per certificate loaded at start. The Reloader has
+// already logged the summary and every certificate warning.
 func logSnapshot(log *slog.Logger, snap *certconfig.Snapshot) {
 	for _, name := range certificateNames(snap) {
 		c := snap.Certificates[name]
@@ -68,15 +68,8 @@ func logSnapshot(log *slog.Logger, snap *certconfig.Snapshot) {
 			"not_after", notAfter(c),
 			"key_type", c.KeyType,
 			"fingerprint", c.Fingerprint,
-			"source", c.Source)
-		for _, w := range c.Warnings {
-			log.Warn("certificate warning", "certificate", c.Name, "warning", w)
-		}
+			"source", source(c))
 	}
-	log.Info("configuration loaded",
-		"config", snap.Config.Path,
-		"certificates", len(snap.Certificates),
-		"routes", len(snap.Routes))
 }
 
 // subject is the leaf's subject in RFC 2253 form, or "" if there is no leaf.

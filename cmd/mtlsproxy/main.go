@@ -45,8 +45,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		defer stop()
 		return admin.RunCLI(ctx, rest, stdout, stderr)
 	case "version", "-version", "--version":
-		fmt.Fprintln(stdout, versionString())
-		return exitOK
+		return runVersion(rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		return runHelp(rest, stdout, stderr)
 	default:
@@ -71,7 +70,7 @@ func runHelp(args []string, stdout, stderr io.Writer) int {
 	case "certs":
 		return admin.RunCLI(context.Background(), []string{"-h"}, stdout, stderr)
 	case "version":
-		fmt.Fprintln(stdout, "usage: mtlsproxy version\n\nPrints the version and exits.")
+		versionFlags(stdout).Usage()
 	default:
 		fmt.Fprintf(stderr, "mtlsproxy: no help for %q\n\n%s", args[0], usageText)
 		return exitUsage
@@ -89,13 +88,15 @@ handshakes come back as 502 with an X-Mtls-Proxy-Error code that says what to fi
 
 Usage:
   mtlsproxy serve -config FILE [-listen ADDR]
-        Run the proxy. SIGHUP reloads the configuration (a broken file is
-        reported and the running one kept); SIGTERM or SIGINT drain in-flight
-        requests for [proxy] shutdown_grace and stop; a second signal stops at once.
+        Run the proxy. Changed files are reloaded on their own and SIGHUP
+        forces a reload (a broken file is reported and the running one kept);
+        SIGTERM or SIGINT drain in-flight requests for [proxy] shutdown_grace
+        and stop; a second signal stops at once.
   mtlsproxy check -config FILE
-        Load and validate the configuration and every file it names, print one
-        line per certificate (name, enabled, subject, not-after, warnings), and
-        exit 1 with the reason if anything is wrong.
+        Load the configuration as serve would, with every file it names and the
+        admin API's state, check the admin settings, print one line per
+        certificate (name, enabled, source, subject, not-after, warnings), and
+        exit 1 with the reason if anything is wrong. Nothing is written.
   mtlsproxy certs list|show|add|replace|enable|disable|delete [flags] [NAME]
         Manage certificates through the admin API of a running proxy
         (-admin URL, -token-file FILE; "mtlsproxy help certs" lists the rest).

@@ -36,6 +36,14 @@ func TestRunCommandLine(t *testing.T) {
 			wantStderr: `no help for "nope"`},
 		{name: "version", args: []string{"version"}, wantCode: exitOK,
 			wantStdout: "mtlsproxy "},
+		{name: "version -h", args: []string{"version", "-h"}, wantCode: exitOK,
+			wantStderr: "usage: mtlsproxy version"},
+		{name: "version bad flag", args: []string{"version", "-x"}, wantCode: exitUsage,
+			wantStderr: "flag provided but not defined: -x"},
+		{name: "version extra argument", args: []string{"version", "now"},
+			wantCode: exitUsage, wantStderr: `unexpected argument "now"`},
+		{name: "help version", args: []string{"help", "version"}, wantCode: exitOK,
+			wantStdout: "usage: mtlsproxy version"},
 		{name: "unknown command", args: []string{"frobnicate"}, wantCode: exitUsage,
 			wantStderr: `unknown command "frobnicate"`},
 		{name: "check without -config", args: []string{"check"}, wantCode: exitUsage,
@@ -189,10 +197,10 @@ func TestWriteCertificates(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
 	want := [][]string{
-		{"zeta", "enabled", "CN=zeta,O=testpki", "2031-05-06T07:08:09Z", "-"},
-		{"acme", "disabled", "CN=acme,O=testpki", "2031-05-06T07:08:09Z",
+		{"zeta", "enabled", "config", "CN=zeta,O=testpki", "2031-05-06T07:08:09Z", "-"},
+		{"acme", "disabled", "config", "CN=acme,O=testpki", "2031-05-06T07:08:09Z",
 			"warnings: expires in 3 days; chain does not reach a root"},
-		{"api-added", "enabled", "CN=api,O=testpki", "2031-05-06T07:08:09Z", "-"},
+		{"api-added", "enabled", "api", "CN=api,O=testpki", "2031-05-06T07:08:09Z", "-"},
 	}
 	if len(lines) != len(want) {
 		t.Fatalf("got %d lines, want %d:\n%s", len(lines), len(want), &out)
@@ -224,11 +232,16 @@ func TestLogSnapshot(t *testing.T) {
 		`"msg":"certificate loaded","certificate":"acme","enabled":true`,
 		`"subject":"CN=acme,O=testpki"`,
 		`"not_after":"2031-01-02T03:04:05Z"`,
-		`"level":"WARN","msg":"certificate warning","certificate":"acme",` +
-			`"warning":"key file is readable by others"`,
+		`"source":"config"`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %s\nlog:\n%s", want, out)
+		}
+	}
+	// The Reloader logs the warnings and the summary.
+	for _, unwanted := range []string{"certificate warning", "configuration loaded"} {
+		if strings.Contains(out, unwanted) {
+			t.Errorf("log repeats %q\nlog:\n%s", unwanted, out)
 		}
 	}
 }

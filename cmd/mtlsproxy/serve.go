@@ -163,21 +163,37 @@ func readBootConfig(path string) (*certconfig.Config, error) {
 // configuration once and prepares reloads.
 func newDaemon(path string, cfg *certconfig.Config, log *slog.Logger,
 	level *slog.LevelVar) (*daemon, error) {
-	d := &daemon{cur: new(certconfig.Current), log: log, level: level}
-	d.rel = &certconfig.Reloader{Path: path, Current: d.cur, Logger: log,
+	rel, err := firstLoad(path, cfg, log, certconfig.OpenStore, "start")
+	if err != nil {
+		return nil, err
+	}
+	d := &daemon{cur: rel.Current, rel: rel, log: log, level: level}
+	d.cur.Subscribe(d.applied)
+	return d, nil
+}
+
+// openStoreFunc opens the admin state folder.
+type openStoreFunc func(dir string) (*certconfig.Store, error)
+
+// firstLoad builds the Reloader and loads the configuration through it once: the
+// config file, with the admin state that open reads from [admin] state_dir laid
+// over it unless the admin API is disabled, checked by the proxy. serve and check
+// both load this way, so that check accepts exactly what serve would.
+func firstLoad(path string, cfg *certconfig.Config, log *slog.Logger, open openStoreFunc,
+	reason string) (*certconfig.Reloader, error) {
+	rel := &certconfig.Reloader{Path: path, Current: new(certconfig.Current), Logger: log,
 		Check: proxy.CheckSnapshot}
 	if !cfg.Admin.Disabled {
-		store, err := certconfig.OpenStore(cfg.Resolve(cfg.Admin.StateDir))
+		store, err := open(cfg.Resolve(cfg.Admin.StateDir))
 		if err != nil {
 			return nil, err
 		}
-		d.rel.Store = store
+		rel.Store = store
 	}
-	if _, err := d.rel.Reload("start"); err != nil {
+	if _, err := rel.Reload(reason); err != nil {
 		return nil, err
 	}
-	d.cur.Subscribe(d.applied)
-	return d, nil
+	return rel, nil
 }
 
 // watch starts the file watcher and returns the function that stops it. Without a

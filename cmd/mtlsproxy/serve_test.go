@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -312,4 +313,63 @@ func waitRefused(t *testing.T, addr string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("%s still accepts connections after the stop signal", addr)
+}
+
+func TestServeLogsStartOnce(t *testing.T) {
+	t.Parallel()
+	dir := newConfigDir(t)
+	soon := testpki.NewRoot("soon root").Client(testpki.Options{CommonName: "acme",
+		NotAfter: time.Now().Add(5 * 24 * time.Hour)})
+	writeTestFile(t, filepath.Join(dir, "acme.pem"), testFile{data: string(soon.CertPEM())})
+	writeTestFile(t, filepath.Join(dir, "acme.key"), testFile{data: string(soon.KeyPEM())})
+	r := startServe(t, writeConfig(t, dir, ""))
+	r.sigs <- syscall.SIGTERM
+	if code := r.wait(t, 10*time.Second); code != exitOK {
+		t.Fatalf("exit status %d, want %d", code, exitOK)
+	}
+
+	counts := map[string]int{}
+	for line := range strings.Lines(r.logs.String()) {
+		var rec struct{ Msg, Certificate, Warning string }
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line is not JSON: %q", line)
+		}
+		counts[rec.Msg+" "+rec.Certificate+" "+rec.Warning]++
+	}
+	warnings := 0
+	for key, n := range counts {
+		if strings.HasPrefix(key, "certificate warning acme ") {
+			warnings++
+		}
+		if n != 1 && !strings.HasPrefix(key, "request") {
+			t.Errorf("%d lines of %q, want 1", n, key)
+		}
+	}
+	for _, key := range []string{"configuration loaded  ", "certificate loaded acme "} {
+		if counts[key] != 1 {
+			t.Errorf("%d lines of %q, want 1:\n%s", counts[key], key, r.logs.String())
+		}
+	}
+	if warnings == 0 {
+		t.Errorf("no warning about a certificate expiring in 5 days:\n%s", r.logs.String())
+	}
+}
+
+func TestServeFirstLoadFailure(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir() // no acme.pem: the config names a missing file
+	var logs syncBuffer
+	o := serveOptions{configPath: writeConfig(t, dir, ""), stderr: &logs,
+		signals: make(chan os.Signal)}
+	if code := serve(o); code != exitError {
+		t.Errorf("exit status %d, want %d", code, exitError)
+	}
+	out := logs.String()
+	if !strings.Contains(out, `"msg":"configuration rejected","reason":"start"`) ||
+		strings.Contains(out, "keeping the last good one") {
+		t.Errorf("first failed load logged as if a configuration were kept:\n%s", out)
+	}
+	if !strings.Contains(out, "mtlsproxy serve: "+o.configPath+": ") {
+		t.Errorf("no message on stderr:\n%s", out)
+	}
 }

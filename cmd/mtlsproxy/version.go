@@ -1,6 +1,9 @@
 package main
 
 import (
+	"flag"
+	"fmt"
+	"io"
 	"runtime"
 	"runtime/debug"
 )
@@ -8,6 +11,25 @@ import (
 // version is set at build time with -ldflags "-X main.version=v1.2.3". When it is
 // empty the module version and VCS revision recorded by the Go toolchain are used.
 var version string
+
+// versionFlags declares "version", which takes no flag or argument.
+func versionFlags(out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("version", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "usage: mtlsproxy version\n\nPrints the version and exits.\n")
+	}
+	return fs
+}
+
+// runVersion implements "mtlsproxy version".
+func runVersion(args []string, stdout, stderr io.Writer) int {
+	if code, done := parseFlags(versionFlags(stderr), args); done {
+		return code
+	}
+	fmt.Fprintln(stdout, versionString())
+	return exitOK
+}
 
 // versionString is the one line printed by "mtlsproxy version".
 func versionString() string {
