@@ -21,18 +21,20 @@ import (
 // never contains PEM text, key bytes or passphrases. Expired or not yet valid
 // certificates load, with a warning.
 func BuildCertificate(cc CertificateConfig, dir, source string) (*Certificate, error) {
-	return buildCertificate(cc, dir, source, time.Now())
+	return buildCertificate(cc, dir, source, time.Now(), nil)
 }
 
+// buildCertificate builds one certificate; files, when set, shares file reads with
+// the other certificates of the same load.
 func buildCertificate(cc CertificateConfig, dir, source string,
-	now time.Time) (*Certificate, error) {
+	now time.Time, files *fileCache) (*Certificate, error) {
 	if err := checkCertName(cc.Name); err != nil {
 		return nil, &FieldError{Certificate: cc.Name, Field: "name", Err: err}
 	}
 	if errs := checkCertificateConfig(cc); len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	b := &builder{cc: cc, dir: dir, source: source, now: now}
+	b := &builder{cc: cc, dir: dir, source: source, now: now, cache: files}
 	return b.build()
 }
 
@@ -42,6 +44,7 @@ type builder struct {
 	dir      string
 	source   string
 	now      time.Time
+	cache    *fileCache
 	files    []string
 	warnings []string
 }
@@ -120,7 +123,7 @@ func (b *builder) read(in input) (*material, error) {
 	if !in.isSet() {
 		return nil, nil
 	}
-	m, err := readInput(in, b.dir)
+	m, err := readInput(in, b.dir, b.cache)
 	if err != nil {
 		return nil, b.fail(m.field, err)
 	}

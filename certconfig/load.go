@@ -85,9 +85,10 @@ func buildAll(cfg *Config, now time.Time) ([]*Certificate, error) {
 	// certificates; they are independent, so use every core.
 	var g errgroup.Group
 	g.SetLimit(2 * runtime.GOMAXPROCS(0))
+	files := &fileCache{}
 	for i, cc := range cfg.Certificates {
 		g.Go(func() error {
-			certs[i], errs[i] = buildCertificate(cc, cfg.Dir, SourceConfig, now)
+			certs[i], errs[i] = buildCertificate(cc, cfg.Dir, SourceConfig, now, files)
 			return nil
 		})
 	}

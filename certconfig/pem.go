@@ -10,6 +10,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // PEM markers named in error messages.
@@ -70,16 +71,36 @@ type material struct {
 }
 
 // readInput reads the file of in, resolved against dir, or takes its inline text.
-func readInput(in input, dir string) (material, error) {
+func readInput(in input, dir string, files *fileCache) (material, error) {
 	if in.text != "" {
 		return material{field: in.pemKey, marker: in.marker, data: []byte(in.text)}, nil
 	}
 	path := resolvePath(dir, in.file)
-	data, err := os.ReadFile(path)
+	data, err := files.read(path)
 	if err != nil {
 		return material{field: in.fileKey, path: path}, readError(path, err)
 	}
 	return material{field: in.fileKey, path: path, marker: in.marker, data: data}, nil
+}
+
+// fileCache reads each file once per load: thousands of certificates often name
+// the same chain and server CA files. A nil cache reads every time.
+type fileCache struct{ m sync.Map } // path -> *cachedFile
+
+type cachedFile struct {
+	once sync.Once
+	data []byte
+	err  error
+}
+
+func (fc *fileCache) read(path string) ([]byte, error) {
+	if fc == nil {
+		return os.ReadFile(path)
+	}
+	v, _ := fc.m.LoadOrStore(path, &cachedFile{})
+	f := v.(*cachedFile)
+	f.once.Do(func() { f.data, f.err = os.ReadFile(path) })
+	return f.data, f.err
 }
 
 func readError(path string, err error) error {
@@ -107,6 +128,9 @@ var (
 // CRLF or CR line ends, indentation (as inside a TOML multi-line string), trailing
 // blanks, and BEGIN/END lines run together with the base64 body.
 func cleanPEM(data []byte) []byte {
+	if isCleanPEM(data) {
+		return data // the usual case; the regular expression below is slow
+	}
 	data = bytes.TrimPrefix(data, utf8BOM)
 	data = bytes.ReplaceAll(data, []byte("\r\n"), []byte("\n"))
 	data = bytes.ReplaceAll(data, []byte("\r"), []byte("\n"))
@@ -122,6 +146,34 @@ func cleanPEM(data []byte) []byte {
 	}
 	return bytes.Join(out, []byte("\n"))
 }
+
+// isCleanPEM reports whether data needs none of cleanPEM's repairs: no byte order
+// mark, no CR, no blank at either end of a line, BEGIN and END lines on their own,
+// and no blank line right after a BEGIN line.
+func isCleanPEM(data []byte) bool {
+	if bytes.HasPrefix(data, utf8BOM) || bytes.IndexByte(data, '\r') >= 0 {
+		return false
+	}
+	afterBegin := false
+	for line := range bytes.SplitSeq(data, []byte("\n")) {
+		if len(line) > 0 && (isBlank(line[0]) || isBlank(line[len(line)-1])) {
+			return false
+		}
+		if len(line) == 0 && afterBegin {
+			return false
+		}
+		boundary := bytes.Contains(line, []byte("-----BEGIN ")) ||
+			bytes.Contains(line, []byte("-----END "))
+		if boundary && (!bytes.HasPrefix(line, []byte("-----")) ||
+			!bytes.HasSuffix(line, []byte("-----")) || bytes.Count(line, []byte("-----")) != 2) {
+			return false
+		}
+		afterBegin = bytes.HasPrefix(line, pemBegin)
+	}
+	return true
+}
+
+func isBlank(c byte) bool { return c == ' ' || c == '\t' || c == '\v' || c == '\f' }
 
 // decodePEM returns every PEM block of m, ignoring text around and between blocks.
 // A block that starts but cannot be decoded is an error rather than silently lost.
