@@ -106,6 +106,7 @@ func serve(o serveOptions) int {
 	}
 	snap := d.cur.Load()
 	logSnapshot(log, snap)
+	tuneGC(d.cur)
 
 	reg := prometheus.NewRegistry()
 	p, err := proxy.New(proxy.Options{Current: d.cur, Logger: log, Registerer: reg})
