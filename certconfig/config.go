@@ -39,6 +39,7 @@ type ProxyConfig struct {
 	ResponseHeaderTimeout Duration `toml:"response_header_timeout"` // default 60s
 	IdleConnTimeout       Duration `toml:"idle_conn_timeout"`       // default 90s
 	ClientIdleTimeout     Duration `toml:"client_idle_timeout"`     // default 120s
+	TunnelIdleTimeout     Duration `toml:"tunnel_idle_timeout"`     // default 5m
 	ReadHeaderTimeout     Duration `toml:"read_header_timeout"`     // default 10s
 	ShutdownGrace         Duration `toml:"shutdown_grace"`          // default 15s
 	MaxIdleConnsPerHost   int      `toml:"max_idle_conns_per_host"` // default 64

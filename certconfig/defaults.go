@@ -32,6 +32,7 @@ const (
 	DefaultResponseHeaderTimeout = 60 * time.Second
 	DefaultIdleConnTimeout       = 90 * time.Second
 	DefaultClientIdleTimeout     = 120 * time.Second
+	DefaultTunnelIdleTimeout     = 5 * time.Minute
 	DefaultReadHeaderTimeout     = 10 * time.Second
 	DefaultShutdownGrace         = 15 * time.Second
 )
@@ -58,6 +59,7 @@ func (p *ProxyConfig) applyDefaults() {
 	setDuration(&p.ResponseHeaderTimeout, DefaultResponseHeaderTimeout)
 	setDuration(&p.IdleConnTimeout, DefaultIdleConnTimeout)
 	setDuration(&p.ClientIdleTimeout, DefaultClientIdleTimeout)
+	setDuration(&p.TunnelIdleTimeout, DefaultTunnelIdleTimeout)
 	setDuration(&p.ReadHeaderTimeout, DefaultReadHeaderTimeout)
 	setDuration(&p.ShutdownGrace, DefaultShutdownGrace)
 	setInt(&p.MaxIdleConnsPerHost, DefaultMaxIdlePerHost)

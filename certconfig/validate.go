@@ -83,6 +83,7 @@ func (p *ProxyConfig) durations() []namedDuration {
 		{"proxy.response_header_timeout", p.ResponseHeaderTimeout},
 		{"proxy.idle_conn_timeout", p.IdleConnTimeout},
 		{"proxy.client_idle_timeout", p.ClientIdleTimeout},
+		{"proxy.tunnel_idle_timeout", p.TunnelIdleTimeout},
 		{"proxy.read_header_timeout", p.ReadHeaderTimeout},
 		{"proxy.shutdown_grace", p.ShutdownGrace},
 	}

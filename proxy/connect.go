@@ -18,9 +18,9 @@ import (
 // onConnect lets a CONNECT tunnel through unchanged, unless [proxy] connect is
 // "deny". A tunnel carries the client's own TLS, so no certificate can be added:
 // when one was asked for, the log says so and how to get it presented.
-//
-// TODO: tunnels have no idle timeout (goproxy copies without deadlines); a peer
-// that stops talking holds two goroutines and two sockets until the other closes.
+// goproxy copies a tunnel without deadlines; the upstream side is wrapped in an
+// idleConn, so a tunnel silent in both directions is closed after
+// [proxy] tunnel_idle_timeout.
 func (p *Proxy) onConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
 	ex := exchangeFrom(ctx.Req.Context())
 	ex.tunnel = true
@@ -93,7 +93,7 @@ func (p *Proxy) dialTunnel(req *http.Request, network, addr string) (net.Conn, e
 		return nil, &tunnelDialError{err}
 	}
 	ex.tunnelStatus = http.StatusOK
-	return conn, nil
+	return newIdleConn(conn, limitsOf(ex.snap).tunnelIdle), nil
 }
 
 // tunnelError answers a CONNECT whose upstream could not be dialled with the

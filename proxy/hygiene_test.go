@@ -167,12 +167,15 @@ func TestLimitsOf(t *testing.T) {
 			dial: defaultDialTimeout, handshake: defaultHandshakeTimeout,
 			header: defaultResponseHeaderTimeout, idle: defaultIdleConnTimeout,
 			maxIdlePerHost: defaultMaxIdleConnsPerHost,
-			maxHeaderBytes: certconfig.DefaultMaxHeaderBytes}},
+			maxHeaderBytes: certconfig.DefaultMaxHeaderBytes,
+			tunnelIdle:     certconfig.DefaultTunnelIdleTimeout}},
 		{"configured", certconfig.ProxyConfig{DialTimeout: d(time.Second),
 			TLSHandshakeTimeout: d(2 * time.Second), ResponseHeaderTimeout: d(3 * time.Second),
-			IdleConnTimeout: d(4 * time.Second), MaxIdleConnsPerHost: 5, MaxHeaderBytes: 6},
+			IdleConnTimeout: d(4 * time.Second), MaxIdleConnsPerHost: 5, MaxHeaderBytes: 6,
+			TunnelIdleTimeout: d(7 * time.Second)},
 			limits{dial: time.Second, handshake: 2 * time.Second, header: 3 * time.Second,
-				idle: 4 * time.Second, maxIdlePerHost: 5, maxHeaderBytes: 6}},
+				idle: 4 * time.Second, maxIdlePerHost: 5, maxHeaderBytes: 6,
+				tunnelIdle: 7 * time.Second}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -21,6 +21,7 @@ const (
 // body may stream for as long as it keeps moving.
 type limits struct {
 	dial, handshake, header, idle time.Duration
+	tunnelIdle                    time.Duration
 	maxIdlePerHost                int
 	maxHeaderBytes                int64
 }
@@ -35,10 +36,12 @@ func proxyConfig(s *certconfig.Snapshot) certconfig.ProxyConfig {
 func limitsOf(s *certconfig.Snapshot) limits {
 	pc := proxyConfig(s)
 	return limits{
-		dial:           orDefault(pc.DialTimeout.Duration, defaultDialTimeout),
-		handshake:      orDefault(pc.TLSHandshakeTimeout.Duration, defaultHandshakeTimeout),
-		header:         orDefault(pc.ResponseHeaderTimeout.Duration, defaultResponseHeaderTimeout),
-		idle:           orDefault(pc.IdleConnTimeout.Duration, defaultIdleConnTimeout),
+		dial:      orDefault(pc.DialTimeout.Duration, defaultDialTimeout),
+		handshake: orDefault(pc.TLSHandshakeTimeout.Duration, defaultHandshakeTimeout),
+		header:    orDefault(pc.ResponseHeaderTimeout.Duration, defaultResponseHeaderTimeout),
+		idle:      orDefault(pc.IdleConnTimeout.Duration, defaultIdleConnTimeout),
+		tunnelIdle: orDefault(pc.TunnelIdleTimeout.Duration,
+			certconfig.DefaultTunnelIdleTimeout),
 		maxIdlePerHost: orDefault(pc.MaxIdleConnsPerHost, defaultMaxIdleConnsPerHost),
 		maxHeaderBytes: int64(orDefault(pc.MaxHeaderBytes, certconfig.DefaultMaxHeaderBytes)),
 	}
