@@ -141,8 +141,12 @@ func (s *Server) checkAdd(req *AddRequest) *APIError {
 }
 
 func addConfig(req *AddRequest) certconfig.CertificateConfig {
-	return certconfig.CertificateConfig{
-		Name:               req.Name,
+	return req.stored(time.Time{}).CertificateConfig(req.Name)
+}
+
+// stored is the request as the admin state keeps it.
+func (req *AddRequest) stored(now time.Time) certconfig.StoredCertificate {
+	return certconfig.StoredCertificate{
 		CertPEM:            req.CertificatePEM,
 		KeyPEM:             req.PrivateKeyPEM,
 		Passphrase:         req.Passphrase,
@@ -150,7 +154,9 @@ func addConfig(req *AddRequest) certconfig.CertificateConfig {
 		ServerName:         req.ServerName,
 		ServerCAPEM:        req.ServerCAPEM,
 		InsecureSkipVerify: req.InsecureSkipVerify,
-		Enabled:            req.Enabled,
+		Enabled:            req.Enabled == nil || *req.Enabled,
+		Created:            now,
+		Updated:            now,
 	}
 }
 
@@ -166,18 +172,7 @@ func addTo(st *certconfig.State, base, cur *certconfig.Snapshot, req *AddRequest
 		return conflict("certificate %q already exists; replace its material with "+
 			"PUT /v1/certificates/%s/material or choose another name", req.Name, req.Name)
 	}
-	st.Certificates[req.Name] = certconfig.StoredCertificate{
-		CertPEM:            req.CertificatePEM,
-		KeyPEM:             req.PrivateKeyPEM,
-		Passphrase:         req.Passphrase,
-		CAPEM:              req.CAPEM,
-		ServerName:         req.ServerName,
-		ServerCAPEM:        req.ServerCAPEM,
-		InsecureSkipVerify: req.InsecureSkipVerify,
-		Enabled:            req.Enabled == nil || *req.Enabled,
-		Created:            now,
-		Updated:            now,
-	}
+	st.Certificates[req.Name] = req.stored(now)
 	delete(st.Deleted, req.Name)
 	return nil
 }

@@ -30,21 +30,21 @@ func hostMatcher(host string) (func(string) bool, error) {
 		return func(h string) bool { return h == want }, nil
 	}
 	if suffix, ok := strings.CutPrefix(host, "*."); ok {
-		if err := checkName(suffix); err != nil {
+		if err := CheckHostName(suffix); err != nil {
 			return nil, fmt.Errorf("%q: %w", host, err)
 		}
 		dotted := "." + suffix
 		return func(h string) bool { return strings.HasSuffix(h, dotted) }, nil
 	}
-	if err := checkName(host); err != nil {
+	if err := CheckHostName(host); err != nil {
 		return nil, fmt.Errorf("%q: %w", host, err)
 	}
 	return func(h string) bool { return h == host }, nil
 }
 
-// checkName accepts DNS names made of letters, digits, '-' and '_' in dot-separated
-// labels. A '*' is only allowed as the whole first label of a pattern.
-func checkName(name string) error {
+// CheckHostName accepts DNS names made of letters, digits, '-' and '_' in
+// dot-separated labels, lowercase. A pattern's leading "*." is cut off first.
+func CheckHostName(name string) error {
 	if name == "" || len(name) > 253 {
 		return fmt.Errorf("is not a valid host name")
 	}
@@ -53,6 +53,9 @@ func checkName(name string) error {
 			return fmt.Errorf("has an empty or over-long label; write names like \"api.example.com\"")
 		}
 		for _, c := range label {
+			if c == '*' {
+				return fmt.Errorf(`may use "*" only as the whole first label, as in "*.example.com"`)
+			}
 			ok := c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_'
 			if !ok {
 				return fmt.Errorf("contains %q; only letters, digits, '-', '_' and a leading \"*.\" are allowed", c)

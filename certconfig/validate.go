@@ -118,7 +118,7 @@ func checkListen(key, addr, example string) error {
 	if _, err := netip.ParseAddr(host); err == nil {
 		return nil
 	}
-	if checkName(strings.ToLower(host)) != nil {
+	if CheckHostName(strings.ToLower(host)) != nil {
 		return fmt.Errorf("%s: %q is neither an IP address nor a host name", key, host)
 	}
 	return nil
@@ -304,7 +304,7 @@ func checkServerName(name string) error {
 	if _, err := netip.ParseAddr(host); err == nil {
 		return nil
 	}
-	if err := checkName(host); err != nil {
+	if err := CheckHostName(host); err != nil {
 		return fmt.Errorf("%q %v; write the name the upstream's certificate is issued for",
 			name, err)
 	}

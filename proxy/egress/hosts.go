@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+
+	"github.com/mtlsproxy/mtlsproxy/certconfig"
 )
 
 // hostPattern is one compiled entry of allow_hosts or deny_hosts.
@@ -47,7 +49,7 @@ func compileHost(s string) (hostPattern, error) {
 		return hostPattern{text: s, exact: key}, nil
 	}
 	name, wildcard := strings.CutPrefix(key, "*.")
-	if err := checkHostName(name); err != nil {
+	if err := certconfig.CheckHostName(name); err != nil {
 		return hostPattern{}, fmt.Errorf("%q %w; %s", s, err, hostExample)
 	}
 	if wildcard {
@@ -64,25 +66,4 @@ func hostKey(host string) string {
 		return ip.WithZone("").Unmap().String()
 	}
 	return h
-}
-
-// checkHostName accepts dot-separated labels of letters, digits, '-' and '_'.
-func checkHostName(name string) error {
-	if name == "" || len(name) > 253 {
-		return fmt.Errorf("is not a host name")
-	}
-	for _, label := range strings.Split(name, ".") {
-		if label == "" || len(label) > 63 {
-			return fmt.Errorf("has an empty or over-long label")
-		}
-		for _, c := range label {
-			if c == '*' {
-				return fmt.Errorf(`may use "*" only as the whole first label`)
-			}
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-				return fmt.Errorf("contains %q, which no host name has", c)
-			}
-		}
-	}
-	return nil
 }
