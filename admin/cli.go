@@ -31,7 +31,8 @@ Commands:
   show NAME                         one certificate in detail
   add NAME -cert FILE -key FILE [-passphrase-file FILE] [-ca FILE]
       [-server-name NAME] [-server-ca FILE] [-insecure] [-disabled]
-  replace NAME -cert FILE -key FILE [-passphrase-file FILE] [-ca FILE]
+  replace NAME -cert FILE -key FILE [-passphrase-file FILE | -no-passphrase]
+      [-ca FILE | -no-ca]
                                     new key material; routes keep working
   enable NAME | disable NAME        present the certificate again, or stop
   delete NAME                       remove a certificate added through the API
@@ -65,6 +66,7 @@ type material struct {
 	cert, key, passFile, ca string
 	serverName, serverCA    string
 	insecure, disabled      bool
+	noPassphrase, noCA      bool // replace: clear the stored passphrase or chain
 }
 
 // cliCommand is one subcommand: its flags and what it does once parsed.
@@ -75,10 +77,11 @@ type cliCommand struct {
 }
 
 var cliCommands = map[string]cliCommand{
-	"list":    {usage: "list", run: runList},
-	"show":    {usage: "show NAME", run: runShow},
-	"add":     {usage: "add NAME -cert FILE -key FILE ...", flags: addFlags, run: runAdd},
-	"replace": {usage: "replace NAME -cert FILE -key FILE", flags: materialFlags, run: runReplace},
+	"list": {usage: "list", run: runList},
+	"show": {usage: "show NAME", run: runShow},
+	"add":  {usage: "add NAME -cert FILE -key FILE ...", flags: addFlags, run: runAdd},
+	"replace": {usage: "replace NAME -cert FILE -key FILE", flags: replaceFlags,
+		run: runReplace},
 	"enable":  {usage: "enable NAME", run: runEnable},
 	"disable": {usage: "disable NAME", run: runDisable},
 	"delete":  {usage: "delete NAME", run: runDelete},
@@ -232,6 +235,13 @@ func addFlags(fs *flag.FlagSet, m *material) {
 	fs.StringVar(&m.serverCA, "server-ca", "", "PEM `file` of CAs to verify the upstream")
 	fs.BoolVar(&m.insecure, "insecure", false, "do not verify the upstream (development only)")
 	fs.BoolVar(&m.disabled, "disabled", false, "add the certificate disabled")
+}
+
+func replaceFlags(fs *flag.FlagSet, m *material) {
+	materialFlags(fs, m)
+	fs.BoolVar(&m.noPassphrase, "no-passphrase", false,
+		"clear the stored passphrase (the new key is not encrypted)")
+	fs.BoolVar(&m.noCA, "no-ca", false, "clear the stored chain")
 }
 
 func materialFlags(fs *flag.FlagSet, m *material) {

@@ -96,7 +96,14 @@ func (m *material) replaceRequest() (*ReplaceRequest, error) {
 		return nil, err
 	}
 	// Only what was given is sent: the server keeps the stored chain and
-	// passphrase for fields left out.
+	// passphrase for fields left out, and clears them when they are empty.
+	empty := ""
+	if m.noCA {
+		req.CAPEM = &empty
+	}
+	if m.noPassphrase {
+		req.Passphrase = &empty
+	}
 	if m.ca != "" {
 		ca, err := readPEMFile("-ca", m.ca)
 		if err != nil {

@@ -122,6 +122,9 @@ func TestBuildCertificateErrors(t *testing.T) {
 			cc.Name = "acme corp"
 		}, []error{ErrBadName}, []string{`certificate "acme corp": name: name "acme corp" ` +
 			"contains ' '"}},
+		{"name of dots only", func(_ *testing.T, _ string, cc *CertificateConfig) {
+			cc.Name = ".."
+		}, []error{ErrBadName}, []string{`name ".." is made of dots only`}},
 		{"bad server name", func(_ *testing.T, _ string, cc *CertificateConfig) {
 			cc.ServerName = "bad name"
 		}, nil, []string{`certificate "acme": server_name: "bad name" contains ' '`}},

@@ -239,6 +239,10 @@ func checkCertName(name string) error {
 	if name == "" {
 		return errorf(ErrBadName, "name is empty; give every certificate a unique name")
 	}
+	if strings.Trim(name, ".") == "" {
+		return errorf(ErrBadName, "name %q is made of dots only, which cannot be used in "+
+			"an admin API path; choose a name with letters or digits", name)
+	}
 	if len(name) > maxNameLen {
 		return errorf(ErrBadName, "name %.20q... is longer than %d characters", name, maxNameLen)
 	}

@@ -58,6 +58,12 @@ func readAuthFile(path string) (*authenticator, error) {
 		return nil, err
 	}
 	defer f.Close()
+	// The file holds passwords: refuse it when others may read it, as the admin
+	// token files are refused.
+	if st, err := f.Stat(); err == nil && st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("is readable by group or others (mode %04o); "+
+			"run chmod 600 on it", st.Mode().Perm())
+	}
 	data, err := io.ReadAll(io.LimitReader(f, maxAuthFileBytes+1))
 	if err != nil {
 		return nil, err

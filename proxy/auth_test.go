@@ -253,6 +253,10 @@ func TestCheckSnapshot(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "users.txt"), "alice:s3cret\n")
 	writeFile(t, filepath.Join(dir, "broken.txt"), "alice\n")
+	writeFile(t, filepath.Join(dir, "open.txt"), "alice:s3cret\n")
+	if err := os.Chmod(filepath.Join(dir, "open.txt"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		name string
 		edit func(*certconfig.Config)
@@ -264,6 +268,9 @@ func TestCheckSnapshot(t *testing.T) {
 			"auth_file"},
 		{"bad auth file", func(c *certconfig.Config) { c.Proxy.AuthFile = "broken.txt" },
 			"line 1"},
+		{"auth file readable by others", func(c *certconfig.Config) {
+			c.Proxy.AuthFile = "open.txt"
+		}, "chmod 600"},
 		{"bad egress table", func(c *certconfig.Config) {
 			c.Egress.AllowCIDRs = []string{"10.0.0.0/33"}
 		}, "egress.allow_cidrs[0]"},

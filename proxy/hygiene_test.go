@@ -219,3 +219,25 @@ func TestNoUserAgentAdded(t *testing.T) {
 		}
 	}
 }
+
+// TestUpstreamCannotFakeProxyHeaders: the error and warning headers are the
+// proxy's own; an upstream that sends them does not reach the client with them.
+func TestUpstreamCannotFakeProxyHeaders(t *testing.T) {
+	t.Parallel()
+	up := upstream{handler: func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set(ErrorHeader, "fake_code")
+		w.Header().Set(WarningHeader, "fake warning")
+		_, _ = io.WriteString(w, "fine")
+	}}.start(t)
+	h := newHarness(t, newSnapshot(t, certconfig.ProxyConfig{},
+		[]*certconfig.Certificate{clientCert("acme")}))
+	resp, body := h.get(t, httpURL(up.URL)+"/", DefaultCertHeader, "acme")
+	if resp.StatusCode != 200 || string(body) != "fine" {
+		t.Fatalf("status %d body %q", resp.StatusCode, body)
+	}
+	for _, k := range []string{ErrorHeader, WarningHeader} {
+		if v := resp.Header.Get(k); v != "" {
+			t.Errorf("client received %s: %q from the upstream", k, v)
+		}
+	}
+}

@@ -29,6 +29,10 @@ func (p *Proxy) roundTrip(req *http.Request, _ *goproxy.ProxyCtx) (*http.Respons
 // received prepares the upstream's response for the client.
 func (ex *exchange) received(resp *http.Response) {
 	stripHopByHop(resp.Header)
+	// Only the proxy sets its own headers: an upstream must not fake an error code
+	// or a warning that clients act on.
+	resp.Header.Del(ErrorHeader)
+	resp.Header.Del(WarningHeader)
 	if ex.warning != "" {
 		resp.Header.Set(WarningHeader, ex.warning)
 	}

@@ -312,6 +312,9 @@ func (d *daemon) warnRestartNeeded(old, next *certconfig.Config) {
 	if old.Proxy.Listen != next.Proxy.Listen {
 		d.log.Warn("[proxy] listen changed; restart to apply", "listen", next.Proxy.Listen)
 	}
+	if old.Admin != next.Admin {
+		d.log.Warn("[admin] changed; restart to apply, after \"mtlsproxy check\" passes")
+	}
 	if old.Log.Format != next.Log.Format {
 		d.log.Warn("[log] format changed; restart to apply", "format", next.Log.Format)
 	}
