@@ -47,6 +47,7 @@ import (
 //	proxy_auth_required                407  [proxy] auth_file is set and the client sent no
 //	                                        valid Proxy-Authorization
 //	request_canceled                   499  the client went away (logged, not seen)
+//	invalid_request_body               400  the client's body ended early or is malformed
 //	conflicting_certificate_header     400  the certificate header names two certificates
 //	not_a_proxy_request                400  origin-form request sent to the proxy
 //	invalid_target                     400  not an absolute http:// or https:// URL
@@ -74,6 +75,7 @@ const (
 	CodeEgressDenied                   = "egress_denied"
 	CodeProxyAuthRequired              = "proxy_auth_required"
 	CodeRequestCanceled                = "request_canceled"
+	CodeInvalidRequestBody             = "invalid_request_body"
 	CodeConflictingCertificateHeader   = "conflicting_certificate_header"
 	CodeNotAProxyRequest               = "not_a_proxy_request"
 	CodeInvalidTarget                  = "invalid_target"
@@ -129,6 +131,9 @@ var codes = map[string]codeInfo{
 		"Ask the operator to allow it in [egress] if it is meant to be reachable."},
 	CodeProxyAuthRequired: {407, "The proxy requires authentication. Send " +
 		"Proxy-Authorization: Basic with a user and password from its auth_file."},
+	CodeInvalidRequestBody: {400, "The request body could not be read: it ended before " +
+		"its declared length or its chunked encoding is broken. Check how the sender " +
+		"frames the body."},
 	CodeRequestCanceled: {StatusClientClosedRequest, "The client closed the request " +
 		"before the upstream answered."},
 	CodeConflictingCertificateHeader: {400, "The certificate header names more than one " +

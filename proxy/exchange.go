@@ -47,6 +47,7 @@ type exchange struct {
 	resumed       bool
 
 	bytesIn atomic.Int64
+	bodyErr atomic.Pointer[error]
 	hs      handshakeState
 }
 
@@ -143,16 +144,29 @@ func (h *handshakeState) annotate(err error) error {
 	return err
 }
 
-// countingBody counts the request body bytes read from the client.
+// countingBody counts the request body bytes read from the client and keeps the
+// first error reading it, so that a broken body is not blamed on the upstream.
 type countingBody struct {
 	io.ReadCloser
-	n *atomic.Int64
+	n   *atomic.Int64
+	err *atomic.Pointer[error]
 }
 
 func (b *countingBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	b.n.Add(int64(n))
+	if err != nil && err != io.EOF {
+		b.err.CompareAndSwap(nil, &err)
+	}
 	return n, err
+}
+
+// bodyError is the error met reading the client's request body, or nil.
+func (ex *exchange) bodyError() error {
+	if p := ex.bodyErr.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // upstreamBody notes an upstream response body that breaks off.

@@ -241,3 +241,40 @@ func TestUpstreamCannotFakeProxyHeaders(t *testing.T) {
 		}
 	}
 }
+
+// TestBrokenRequestBody: a body that breaks off or is badly chunked is the
+// client's fault, answered 400, not a 502 that sends people to the upstream.
+func TestBrokenRequestBody(t *testing.T) {
+	t.Parallel()
+	up := upstream{}.start(t)
+	target := httpURL(up.URL) + "/in"
+	host := strings.TrimPrefix(up.URL, "https://")
+	cases := []struct{ name, framing, body string }{
+		{"bad chunk size", "Transfer-Encoding: chunked\r\n", "zz\r\nhello\r\n0\r\n\r\n"},
+		{"shorter than declared", "Content-Length: 100000\r\n", strings.Repeat("x", 1000)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, newSnapshot(t, certconfig.ProxyConfig{},
+				[]*certconfig.Certificate{clientCert("acme")}))
+			conn, err := net.Dial("tcp", strings.TrimPrefix(h.srv.URL, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+			fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: %s\r\nX-Mtls-Client-Cert: acme\r\n%s\r\n%s",
+				target, host, tc.framing, tc.body)
+			_ = conn.(*net.TCPConn).CloseWrite()
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != 400 || resp.Header.Get(ErrorHeader) != CodeInvalidRequestBody {
+				t.Fatalf("status %d, code %q", resp.StatusCode, resp.Header.Get(ErrorHeader))
+			}
+		})
+	}
+}

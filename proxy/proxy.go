@@ -143,7 +143,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// count what the client sends.
 	_ = http.NewResponseController(w).EnableFullDuplex()
 	if r.Body != nil && r.Body != http.NoBody {
-		r.Body = &countingBody{ReadCloser: r.Body, n: &ex.bytesIn}
+		r.Body = &countingBody{ReadCloser: r.Body, n: &ex.bytesIn, err: &ex.bodyErr}
 	}
 	rw := &responseWriter{ResponseWriter: w, ex: ex}
 	p.engine.ServeHTTP(rw, r)

@@ -14,6 +14,10 @@ func (p *Proxy) roundTrip(req *http.Request, _ *goproxy.ProxyCtx) (*http.Respons
 	req = req.WithContext(httptrace.WithClientTrace(req.Context(), ex.hs.trace()))
 	resp, err := ex.transport.RoundTrip(req)
 	if err != nil {
+		if bodyErr := ex.bodyError(); bodyErr != nil {
+			ex.fail(CodeInvalidRequestBody, bodyErr)
+			return errorResponse(req, ex), nil
+		}
 		ex.fail(Classify(ex.hs.annotate(err), ex.cert, ex.sent), err)
 		return errorResponse(req, ex), nil
 	}
