@@ -5,7 +5,7 @@ BIN     ?= bin/mtlsproxy
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build test demo bench lint clean
+.PHONY: all build test demo bench fuzz lint clean
 
 all: build
 
@@ -28,6 +28,13 @@ bench:
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=3x ./certconfig/
 	$(GO) test -run='^$$' -bench=. -benchmem ./proxy/
 	bash bench/run.sh
+
+## fuzz: run each fuzz target for FUZZTIME (seed corpora already run in make test)
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run='^$$' -fuzz='^FuzzLoad$$' -fuzztime=$(FUZZTIME) ./certconfig/
+	$(GO) test -run='^$$' -fuzz='^FuzzBuildCertificate$$' -fuzztime=$(FUZZTIME) ./certconfig/
+	$(GO) test -run='^$$' -fuzz='^FuzzParseHostIP$$' -fuzztime=$(FUZZTIME) ./proxy/egress/
 
 ## lint: fail on files gofmt would change, then vet
 lint:
