@@ -48,6 +48,7 @@ import (
 //	                                        valid Proxy-Authorization
 //	request_canceled                   499  the client went away (logged, not seen)
 //	invalid_request_body               400  the client's body ended early or is malformed
+//	shutdown_cut                       503  cut when the shutdown grace period ran out (logged)
 //	conflicting_certificate_header     400  the certificate header names two certificates
 //	not_a_proxy_request                400  origin-form request sent to the proxy
 //	invalid_target                     400  not an absolute http:// or https:// URL
@@ -76,6 +77,7 @@ const (
 	CodeProxyAuthRequired              = "proxy_auth_required"
 	CodeRequestCanceled                = "request_canceled"
 	CodeInvalidRequestBody             = "invalid_request_body"
+	CodeShutdownCut                    = "shutdown_cut"
 	CodeConflictingCertificateHeader   = "conflicting_certificate_header"
 	CodeNotAProxyRequest               = "not_a_proxy_request"
 	CodeInvalidTarget                  = "invalid_target"
@@ -131,6 +133,8 @@ var codes = map[string]codeInfo{
 		"Ask the operator to allow it in [egress] if it is meant to be reachable."},
 	CodeProxyAuthRequired: {407, "The proxy requires authentication. Send " +
 		"Proxy-Authorization: Basic with a user and password from its auth_file."},
+	CodeShutdownCut: {503, "The proxy stopped before the exchange finished: its shutdown " +
+		"grace period ran out. Retry the request."},
 	CodeInvalidRequestBody: {400, "The request body could not be read: it ended before " +
 		"its declared length or its chunked encoding is broken. Check how the sender " +
 		"frames the body."},

@@ -51,6 +51,9 @@ func (ex *exchange) outcome(status int, bytesOut int64) Outcome {
 
 // finish writes the request's log line, counts it and reports its outcome.
 func (p *Proxy) finish(ex *exchange, status int, bytesOut int64) {
+	if ex.code == CodeRequestCanceled && p.cutting.Load() {
+		ex.code = CodeShutdownCut
+	}
 	o := ex.outcome(status, bytesOut)
 	p.logOutcome(ex, o)
 	p.metrics.record(ex, o)

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/elazarl/goproxy"
@@ -72,6 +73,7 @@ type Proxy struct {
 	metrics *metrics
 	pool    *pool
 	engine  *goproxy.ProxyHttpServer
+	cutting atomic.Bool // the server is closing requests still in flight
 }
 
 // New builds a Proxy reading its configuration from o.Current and subscribes to
@@ -174,6 +176,11 @@ func (p *Proxy) admit(ex *exchange, r *http.Request) string {
 // Close closes the idle upstream connections of every pool. Requests in flight
 // finish; later requests open new connections.
 func (p *Proxy) Close() { p.pool.closeIdle() }
+
+// CutInFlight says that the server is about to close the connections of requests
+// still in flight, because the shutdown grace period is over. Those requests are
+// then reported as cut by the proxy, not as abandoned by their clients.
+func (p *Proxy) CutInFlight() { p.cutting.Store(true) }
 
 func (p *Proxy) notProxyRequest(w http.ResponseWriter, r *http.Request) {
 	ex := exchangeFrom(r.Context())

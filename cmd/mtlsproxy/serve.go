@@ -70,6 +70,9 @@ type daemon struct {
 	rel   *certconfig.Reloader
 	log   *slog.Logger
 	level *slog.LevelVar
+	// cut, when set, is called just before the connections of requests still in
+	// flight are closed at the end of the shutdown grace period.
+	cut func()
 }
 
 // reload loads the configuration file again through the one Reloader that the
@@ -114,6 +117,7 @@ func serve(o serveOptions) int {
 		log.Error("cannot start the proxy", "error", err)
 		return exitError
 	}
+	d.cut = p.CutInFlight
 	adm, err := newAdmin(snap.Config, d, reg)
 	if err != nil {
 		p.Close()
@@ -302,6 +306,9 @@ func (d *daemon) drain(srv *http.Server, grace time.Duration) {
 		d.log.Warn("grace period over; closing remaining connections", "grace", grace.String())
 	} else {
 		d.log.Warn("shutdown", "error", err)
+	}
+	if d.cut != nil {
+		d.cut()
 	}
 	_ = srv.Close()
 }

@@ -373,3 +373,35 @@ func TestServeFirstLoadFailure(t *testing.T) {
 		t.Errorf("no message on stderr:\n%s", out)
 	}
 }
+
+// TestServeGraceOverCutsRequests: a request still running when the grace period
+// ends is closed by the proxy and logged as shutdown_cut, not as a client that
+// went away.
+func TestServeGraceOverCutsRequests(t *testing.T) {
+	t.Parallel()
+	upstream, started, _ := slowUpstream(t)
+	dir := newConfigDir(t)
+	path := writeConfig(t, dir, "")
+	b, _ := os.ReadFile(path)
+	short := strings.Replace(string(b), `shutdown_grace = "5s"`, `shutdown_grace = "300ms"`, 1)
+	if err := os.WriteFile(path, []byte(short), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := startServe(t, path)
+	done := proxiedGet(r.addr, upstream.URL+"/stuck")
+	<-started
+	r.sigs <- syscall.SIGTERM
+	if code := r.wait(t, 10*time.Second); code != exitOK {
+		t.Errorf("exit status %d, want %d", code, exitOK)
+	}
+	if err := <-done; err == nil {
+		t.Error("the stuck request succeeded")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(r.logs.String(), `"error_code":"shutdown_cut"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no shutdown_cut in the log:\n%s", r.logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
