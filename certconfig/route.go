@@ -50,16 +50,24 @@ func CheckHostName(name string) error {
 	}
 	for _, label := range strings.Split(name, ".") {
 		if label == "" || len(label) > 63 {
-			return fmt.Errorf("has an empty or over-long label; write names like \"api.example.com\"")
+			return fmt.Errorf(`has an empty or over-long label; write names like "api.example.com"`)
 		}
-		for _, c := range label {
-			if c == '*' {
-				return fmt.Errorf(`may use "*" only as the whole first label, as in "*.example.com"`)
-			}
-			ok := c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_'
-			if !ok {
-				return fmt.Errorf("contains %q; only letters, digits, '-', '_' and a leading \"*.\" are allowed", c)
-			}
+		if err := checkLabel(label); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkLabel(label string) error {
+	for _, c := range label {
+		if c == '*' {
+			return fmt.Errorf(`may use "*" only as the whole first label, as in "*.example.com"`)
+		}
+		ok := c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_'
+		if !ok {
+			return fmt.Errorf(`contains %q; only letters, digits, '-', '_' and a leading "*." `+
+				"are allowed", c)
 		}
 	}
 	return nil

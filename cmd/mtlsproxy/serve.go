@@ -107,24 +107,15 @@ func serve(o serveOptions) int {
 		fmt.Fprintf(o.stderr, "mtlsproxy serve: %s: %v\n", o.configPath, err)
 		return exitError
 	}
-	snap := d.cur.Load()
-	logSnapshot(log, snap)
+	logSnapshot(log, d.cur.Load())
 	tuneGC(d.cur)
 
-	reg := prometheus.NewRegistry()
-	p, err := proxy.New(proxy.Options{Current: d.cur, Logger: log, Registerer: reg})
+	p, adm, err := d.build()
 	if err != nil {
-		log.Error("cannot start the proxy", "error", err)
+		log.Error("cannot start", "error", err)
 		return exitError
 	}
-	d.cut = p.CutInFlight
-	adm, err := newAdmin(snap.Config, d, reg)
-	if err != nil {
-		p.Close()
-		log.Error("cannot start the admin API", "error", err)
-		return exitError
-	}
-
+	snap := d.cur.Load()
 	ln, err := listen(o.listen, snap.Config.Proxy.Listen)
 	if err != nil {
 		p.Close()
@@ -147,6 +138,22 @@ func serve(o serveOptions) int {
 	}
 	stop := func() { stopWatch(); adm.stop(); p.Close() }
 	return d.run(srv, stop, served, o.signals)
+}
+
+// build makes the proxy and the admin server, sharing one metrics registry.
+func (d *daemon) build() (*proxy.Proxy, *adminRunner, error) {
+	reg := prometheus.NewRegistry()
+	p, err := proxy.New(proxy.Options{Current: d.cur, Logger: d.log, Registerer: reg})
+	if err != nil {
+		return nil, nil, fmt.Errorf("proxy: %w", err)
+	}
+	d.cut = p.CutInFlight
+	adm, err := newAdmin(d.cur.Load().Config, d, reg)
+	if err != nil {
+		p.Close()
+		return nil, nil, fmt.Errorf("admin API: %w", err)
+	}
+	return p, adm, nil
 }
 
 // readBootConfig reads what is needed before the first load: the [log] settings
