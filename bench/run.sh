@@ -523,7 +523,11 @@ start_proxy() {
 	*) die "unknown proxy $name" ;;
 	esac
 	proxy_pid[$name]=$!
-	track "$!" "$name"
+	# The kernel names a process after its binary, cut to 15 characters; a binary
+	# given in MTLSPROXY_BIN may not be called mtlsproxy.
+	local comm=$name
+	[[ $name == mtlsproxy ]] && comm=$(basename "$mtlsproxy_bin" | cut -c1-15)
+	track "$!" "$comm"
 	wait_listen "$name" "$!" "${port[$name]}" "$d/proxy.log"
 }
 
