@@ -50,6 +50,7 @@ func (r *Reloader) Reload(reason string) (*Snapshot, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 
+	start := time.Now()
 	base, err := r.build()
 	var snap *Snapshot
 	if err == nil {
@@ -68,7 +69,7 @@ func (r *Reloader) Reload(reason string) (*Snapshot, error) {
 	r.Current.Swap(snap)
 	r.record(true, nil)
 	r.lastErr = ""
-	r.logSuccess(reason, old, snap)
+	r.logSuccess(reason, old, snap, time.Since(start))
 	return snap, nil
 }
 
@@ -272,12 +273,13 @@ func (r *Reloader) logFailure(reason string, err error) {
 	lg.Error(rejected, "reason", reason, "config", r.Path, "error", msg)
 }
 
-func (r *Reloader) logSuccess(reason string, old, cur *Snapshot) {
+func (r *Reloader) logSuccess(reason string, old, cur *Snapshot, took time.Duration) {
 	lg := r.logger()
 	added, changed, removed := DiffCertificates(old, cur)
 	lg.Info("configuration loaded", "reason", reason, "config", r.Path,
 		"certificates", len(cur.Names), "routes", len(cur.Routes),
-		"added", added, "changed", changed, "removed", removed)
+		"added", added, "changed", changed, "removed", removed,
+		"duration_ms", float64(took.Microseconds())/1000)
 	for _, name := range cur.Names {
 		for _, w := range cur.Certificates[name].Warnings {
 			lg.Warn("certificate warning", "certificate", name, "warning", w)
