@@ -3,16 +3,12 @@ package admin
 import (
 	"crypto/x509"
 	"fmt"
-	"math"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/mtlsproxy/mtlsproxy/certconfig"
 )
-
-// ExpiryWarning is how far ahead of its not-after date a certificate is flagged.
-const ExpiryWarning = 30 * 24 * time.Hour
 
 const dateLayout = "2006-01-02 15:04 UTC"
 
@@ -190,60 +186,9 @@ func serialOf(c *x509.Certificate) string {
 	return strings.Join(pairs, ":")
 }
 
-// validityPrefixes start the loader's warnings about the leaf's dates. Those were
-// true when the certificate was loaded; the view replaces them with ones computed
-// when it is asked for.
-var validityPrefixes = []string{
-	"certificate expired on ",
-	"certificate is not valid until ",
-	"certificate expires on ",
-}
-
-// warnings are c's load warnings, with the date warnings brought up to now, and the
-// chain and verification warnings added when the loader did not give them.
+// warnings are c's warnings with those about its dates as they stand at now.
 func warnings(c *certconfig.Certificate, now time.Time) []string {
-	out := []string{}
-	for _, w := range c.Warnings {
-		if !hasAnyPrefix(w, validityPrefixes) {
-			out = append(out, w)
-		}
-	}
-	if c.Leaf != nil {
-		out = append(out, validityWarnings(c.Leaf, now)...)
-	}
-	if !c.ChainComplete && !containsText(out, "chain does not reach a root") {
-		out = append(out, "chain does not reach a root; the server must already hold "+
-			"the intermediate CA certificates, or add them to the CA certificates")
-	}
-	if c.InsecureSkipVerify && !containsText(out, "insecure_skip_verify") {
-		out = append(out, "insecure_skip_verify is on: the upstream's certificate is not "+
-			"verified; use only in development")
-	}
-	return out
-}
-
-func validityWarnings(leaf *x509.Certificate, now time.Time) []string {
-	switch left := leaf.NotAfter.Sub(now); {
-	case now.After(leaf.NotAfter):
-		return []string{fmt.Sprintf("certificate expired on %s; replace it",
-			leaf.NotAfter.UTC().Format(dateLayout))}
-	case now.Before(leaf.NotBefore):
-		return []string{fmt.Sprintf("certificate is not valid until %s; check its "+
-			"dates or wait", leaf.NotBefore.UTC().Format(dateLayout))}
-	case left < ExpiryWarning:
-		return []string{fmt.Sprintf("certificate expires on %s, in %d days; renew it",
-			leaf.NotAfter.UTC().Format(dateLayout), int(math.Ceil(left.Hours()/24)))}
-	}
-	return nil
-}
-
-func hasAnyPrefix(s string, prefixes []string) bool {
-	for _, p := range prefixes {
-		if strings.HasPrefix(s, p) {
-			return true
-		}
-	}
-	return false
+	return c.WarningsAt(now)
 }
 
 func containsText(list []string, text string) bool {

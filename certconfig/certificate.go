@@ -85,7 +85,8 @@ func (b *builder) build() (*Certificate, error) {
 	if c.ID, err = certificateID(c, p.key.signer, p.serverCAs); err != nil {
 		return nil, b.fail(p.keyField, err)
 	}
-	c.Warnings = append(b.warnings, b.certWarnings(c)...)
+	c.otherWarnings = append(b.warnings, b.certWarnings(c)...)
+	c.Warnings = c.WarningsAt(b.now)
 	c.Files = b.files
 	return c, nil
 }

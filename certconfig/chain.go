@@ -14,8 +14,9 @@ import (
 	"time"
 )
 
-// expirySoon is how far ahead an upcoming expiry is warned about.
-const expirySoon = 30 * 24 * time.Hour
+// ExpiryWarning is how far ahead of its not-after date a certificate is flagged as
+// expiring soon.
+const ExpiryWarning = 30 * 24 * time.Hour
 
 const dateLayout = "2006-01-02 15:04 UTC"
 
@@ -70,10 +71,10 @@ func isSelfSigned(c *x509.Certificate) bool {
 		c.CheckSignature(c.SignatureAlgorithm, c.RawTBSCertificate, c.Signature) == nil
 }
 
-// certWarnings are the notes about a built certificate an operator should see.
+// certWarnings are the notes about a built certificate an operator should see,
+// apart from those about the leaf's dates.
 func (b *builder) certWarnings(c *Certificate) []string {
 	var w []string
-	w = append(w, validityWarnings("certificate", c.Leaf, b.now)...)
 	for _, ca := range c.Chain {
 		if b.now.After(ca.NotAfter) {
 			w = append(w, fmt.Sprintf("chain certificate %q expired on %s; get the current "+
@@ -96,7 +97,7 @@ func validityWarnings(what string, c *x509.Certificate, now time.Time) []string 
 	case now.Before(c.NotBefore):
 		return []string{fmt.Sprintf("%s is not valid until %s; check its dates or wait",
 			what, formatDate(c.NotBefore))}
-	case c.NotAfter.Sub(now) < expirySoon:
+	case c.NotAfter.Sub(now) < ExpiryWarning:
 		return []string{fmt.Sprintf("%s expires on %s, %s; renew it", what,
 			formatDate(c.NotAfter), inDays(c.NotAfter.Sub(now)))}
 	}

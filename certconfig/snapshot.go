@@ -56,6 +56,20 @@ type Certificate struct {
 
 	// Files lists every file this certificate was read from, resolved, for watching.
 	Files []string
+
+	// otherWarnings are the Warnings that do not depend on the time.
+	otherWarnings []string
+}
+
+// WarningsAt returns the certificate's warnings with those about the leaf's dates
+// (expired, expiring within ExpiryWarning, not yet valid) as they stand at now, so
+// that a certificate that expired since it was loaded says so without a reload.
+func (c *Certificate) WarningsAt(now time.Time) []string {
+	out := append([]string{}, c.otherWarnings...)
+	if c.Leaf != nil {
+		out = append(out, validityWarnings("certificate", c.Leaf, now)...)
+	}
+	return out
 }
 
 // Route is one compiled [[route]].
