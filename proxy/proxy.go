@@ -37,7 +37,7 @@ const (
 
 // DefaultCertHeader is the request header that names the certificate when
 // [proxy] cert_header is not set.
-const DefaultCertHeader = "X-Mtls-Client-Cert"
+const DefaultCertHeader = certconfig.DefaultCertHeader
 
 // DialFunc opens a network connection, like net.Dialer.DialContext.
 type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)

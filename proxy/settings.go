@@ -6,13 +6,14 @@ import (
 	"github.com/mtlsproxy/mtlsproxy/certconfig"
 )
 
-// Defaults for [proxy] keys left at zero, as in a snapshot built without the loader.
+// Defaults for [proxy] keys left at zero, as in a snapshot built without the loader:
+// the loader's own.
 const (
-	defaultDialTimeout           = 10 * time.Second
-	defaultHandshakeTimeout      = 10 * time.Second
-	defaultResponseHeaderTimeout = 60 * time.Second
-	defaultIdleConnTimeout       = 90 * time.Second
-	defaultMaxIdleConnsPerHost   = 64
+	defaultDialTimeout           = certconfig.DefaultDialTimeout
+	defaultHandshakeTimeout      = certconfig.DefaultTLSHandshakeTimeout
+	defaultResponseHeaderTimeout = certconfig.DefaultResponseHeaderTimeout
+	defaultIdleConnTimeout       = certconfig.DefaultIdleConnTimeout
+	defaultMaxIdleConnsPerHost   = certconfig.DefaultMaxIdlePerHost
 )
 
 // limits are the [proxy] settings baked into a transport when it is built.
