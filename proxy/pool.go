@@ -11,17 +11,26 @@ import (
 	"github.com/mtlsproxy/mtlsproxy/certconfig"
 )
 
-// Pool keys that do not depend on any certificate.
+// poolKey names a transport. It is a comparable struct rather than a string built
+// per request, so that finding the transport allocates nothing.
+type poolKey struct {
+	kind uint8  // one of the key* kinds below
+	id   string // the certificate's ID, for keyCert and keyAnon
+}
+
+// Kinds of pool keys.
 const (
-	keyPlain      = "plain"
-	keyDefaultTLS = "tls"
+	keyPlain      uint8 = iota // plain HTTP upstream
+	keyDefaultTLS              // TLS without certificate settings
+	keyCert                    // TLS presenting a certificate
+	keyAnon                    // TLS with a certificate's settings, not presenting it
 )
 
 // identity is everything that makes two upstream TLS connections interchangeable:
 // the client certificate offered and the way the server is verified. Connections
 // and TLS sessions are never shared between identities.
 type identity struct {
-	key string
+	key poolKey
 	tls bool
 	// cert is presented; nil presents no certificate.
 	cert *certconfig.Certificate
@@ -40,13 +49,13 @@ func identityOf(ex *exchange) identity {
 func identityFor(useTLS bool, c *certconfig.Certificate, present bool) identity {
 	switch {
 	case !useTLS:
-		return identity{key: keyPlain}
+		return identity{key: poolKey{kind: keyPlain}}
 	case c == nil:
-		return identity{key: keyDefaultTLS, tls: true}
+		return identity{key: poolKey{kind: keyDefaultTLS}, tls: true}
 	case present:
-		return identity{key: "cert/" + idOf(c), tls: true, cert: c, settings: c}
+		return identity{key: poolKey{keyCert, idOf(c)}, tls: true, cert: c, settings: c}
 	}
-	return identity{key: "anon/" + idOf(c), tls: true, settings: c}
+	return identity{key: poolKey{keyAnon, idOf(c)}, tls: true, settings: c}
 }
 
 // idOf falls back to the certificate's address for one built without an ID, so
@@ -68,11 +77,11 @@ type pool struct {
 
 	mu         sync.Mutex
 	lim        limits
-	transports map[string]*http.Transport
+	transports map[poolKey]*http.Transport
 }
 
 func newPool(cur *certconfig.Current, dialer func(time.Duration) DialFunc) *pool {
-	return &pool{cur: cur, dialer: dialer, transports: make(map[string]*http.Transport)}
+	return &pool{cur: cur, dialer: dialer, transports: make(map[poolKey]*http.Transport)}
 }
 
 // transport returns the transport for id under snapshot s. A request that read its
@@ -86,7 +95,7 @@ func (pl *pool) transport(s *certconfig.Snapshot, id identity) *http.Transport {
 		return pl.buildOneShot(id, lim)
 	}
 	if lim != pl.lim {
-		pl.dropLocked(func(string) bool { return true })
+		pl.dropLocked(func(poolKey) bool { return true })
 		pl.lim = lim
 	}
 	t, ok := pl.transports[id.key]
@@ -109,14 +118,14 @@ func (pl *pool) prune(old, next *certconfig.Snapshot) {
 	defer pl.mu.Unlock()
 	if lim != pl.lim || egressChanged(old, next) {
 		pl.lim = lim
-		pl.dropLocked(func(string) bool { return true })
+		pl.dropLocked(func(poolKey) bool { return true })
 		return
 	}
-	pl.dropLocked(func(key string) bool { return !live[key] })
+	pl.dropLocked(func(key poolKey) bool { return !live[key] })
 }
 
-func liveKeys(s *certconfig.Snapshot) map[string]bool {
-	live := map[string]bool{keyPlain: true, keyDefaultTLS: true}
+func liveKeys(s *certconfig.Snapshot) map[poolKey]bool {
+	live := map[poolKey]bool{{kind: keyPlain}: true, {kind: keyDefaultTLS}: true}
 	if s == nil {
 		return live
 	}
@@ -126,7 +135,7 @@ func liveKeys(s *certconfig.Snapshot) map[string]bool {
 	return live
 }
 
-func (pl *pool) dropLocked(drop func(key string) bool) {
+func (pl *pool) dropLocked(drop func(key poolKey) bool) {
 	for key, t := range pl.transports {
 		if drop(key) {
 			t.CloseIdleConnections()
