@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mtlsproxy/mtlsproxy/internal/testlog"
+
 	"github.com/youmark/pkcs8"
 
 	"github.com/mtlsproxy/mtlsproxy/certconfig"
@@ -106,23 +108,8 @@ type env struct {
 	logs     *syncBuffer
 }
 
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// syncBuffer collects a logger's output for a test to read.
+type syncBuffer = testlog.Buffer
 
 // baseConfig is the config file of every env: one certificate from files, a route
 // naming it, and whatever extra tables a test appends.

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -21,6 +20,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mtlsproxy/mtlsproxy/internal/testlog"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -486,23 +487,8 @@ func checkError(t *testing.T, resp *http.Response, body []byte, code string) pro
 	return pe
 }
 
-// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer collects a logger's output for a test to read.
+type syncBuffer struct{ testlog.Buffer }
 
 // logLines decodes the JSON log lines whose message is msg.
 func (s *syncBuffer) logLines(t *testing.T, msg string) []map[string]any {

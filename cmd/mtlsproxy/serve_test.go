@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,32 +13,18 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mtlsproxy/mtlsproxy/internal/testlog"
 
 	"github.com/mtlsproxy/mtlsproxy/certconfig"
 	"github.com/mtlsproxy/mtlsproxy/internal/testpki"
 )
 
-// syncBuffer is a bytes.Buffer safe for the logger and the test to share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// syncBuffer collects a logger's output for a test to read.
+type syncBuffer = testlog.Buffer
 
 // writeConfig writes config.toml into dir, with a certificate "acme" whose files
 // are already there, and returns its path.
