@@ -390,9 +390,9 @@ func (s *Server) logChange(r *http.Request, action, name string) {
 
 // checkDates refuses an expired certificate: it could not be presented anyway.
 func (s *Server) checkDates(c *certconfig.Certificate) *APIError {
-	if c.Leaf != nil && s.now().After(c.Leaf.NotAfter) {
+	if len(c.TLS.Certificate) > 0 && s.now().After(c.NotAfter) {
 		return invalid("certificate_pem", "the certificate expired on %s; send a "+
-			"renewed one", c.Leaf.NotAfter.UTC().Format(dateLayout))
+			"renewed one", c.NotAfter.UTC().Format(dateLayout))
 	}
 	return nil
 }

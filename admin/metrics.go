@@ -66,8 +66,8 @@ func (c *certificateCollector) Collect(ch chan<- prometheus.Metric) {
 
 func (c *certificateCollector) collectCertificate(ch chan<- prometheus.Metric, name string,
 	cert *certconfig.Certificate) {
-	if cert.Leaf != nil {
-		emit(ch, c.notAfter, prometheus.GaugeValue, float64(cert.Leaf.NotAfter.Unix()), name)
+	if len(cert.TLS.Certificate) > 0 {
+		emit(ch, c.notAfter, prometheus.GaugeValue, float64(cert.NotAfter.Unix()), name)
 	}
 	enabled := 0.0
 	if cert.Enabled {

@@ -133,13 +133,13 @@ func certificateView(snap *certconfig.Snapshot, c *certconfig.Certificate,
 		Routes:             routesOf(snap, c.Name),
 		Warnings:           warnings(c, now),
 	}
-	if leaf := c.Leaf; leaf != nil {
-		v.Subject = leaf.Subject.String()
+	if leaf := c.Leaf(); leaf != nil {
+		v.Subject = c.Subject
 		v.Issuer = leaf.Issuer.String()
 		v.SANs = sansOf(leaf)
 		v.Serial = serialOf(leaf)
-		v.NotBefore = leaf.NotBefore.UTC().Format(time.RFC3339)
-		v.NotAfter = leaf.NotAfter.UTC().Format(time.RFC3339)
+		v.NotBefore = c.NotBefore.UTC().Format(time.RFC3339)
+		v.NotAfter = c.NotAfter.UTC().Format(time.RFC3339)
 	}
 	for _, ch := range c.Chain {
 		v.Chain = append(v.Chain, ch.Subject.String())

@@ -83,6 +83,26 @@ func BenchmarkLoadFile(b *testing.B) {
 	}
 }
 
+// BenchmarkReloadUnchanged is a reload of a file whose certificates did not change:
+// every file is read and hashed, none is parsed again.
+func BenchmarkReloadUnchanged(b *testing.B) {
+	path := benchConfig(b, 10000)
+	prev, err := LoadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		next, err := LoadFileWith(path, LoadOptions{Previous: prev})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if next.Certificates[prev.Names[0]] != prev.Certificates[prev.Names[0]] {
+			b.Fatal("an unchanged certificate was built again")
+		}
+	}
+}
+
 // retainedHeap is the live heap growth while the value made by mk is reachable.
 func retainedHeap(mk func() any) uint64 {
 	var before, after runtime.MemStats

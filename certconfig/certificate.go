@@ -5,11 +5,14 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -21,13 +24,16 @@ import (
 // never contains PEM text, key bytes or passphrases. Expired or not yet valid
 // certificates load, with a warning.
 func BuildCertificate(cc CertificateConfig, dir, source string) (*Certificate, error) {
-	return buildCertificate(cc, dir, source, time.Now(), nil)
+	return buildCertificate(cc, dir, source, time.Now(), nil, nil)
 }
 
 // buildCertificate builds one certificate; files, when set, shares file reads with
-// the other certificates of the same load.
+// the other certificates of the same load. prev, when set, is the certificate of the
+// same name built before: if cc and every file it names are as they were then,
+// prev is returned again (with its warnings brought up to now) instead of a new
+// build.
 func buildCertificate(cc CertificateConfig, dir, source string,
-	now time.Time, files *fileCache) (*Certificate, error) {
+	now time.Time, files *fileCache, prev *Certificate) (*Certificate, error) {
 	if err := checkCertName(cc.Name); err != nil {
 		return nil, &FieldError{Certificate: cc.Name, Field: "name", Err: err}
 	}
@@ -35,7 +41,76 @@ func buildCertificate(cc CertificateConfig, dir, source string,
 		return nil, errors.Join(errs...)
 	}
 	b := &builder{cc: cc, dir: dir, source: source, now: now, cache: files}
-	return b.build()
+	var sum [32]byte
+	summed := false
+	if files != nil { // a load of the config file, as opposed to an API change
+		sum, summed = b.inputSum()
+	}
+	if summed && prev != nil && prev.inputs == sum {
+		return prev.at(now), nil
+	}
+	c, err := b.build()
+	if err == nil && summed {
+		c.inputs = sum
+	}
+	return c, err
+}
+
+// at returns c with its warnings as they stand at now: c itself if they did not
+// change since it was built, or a copy.
+func (c *Certificate) at(now time.Time) *Certificate {
+	w := c.WarningsAt(now)
+	if slices.Equal(w, c.Warnings) {
+		return c
+	}
+	cp := *c
+	cp.Warnings = w
+	return &cp
+}
+
+// inputSum hashes everything a certificate is built from: its settings, where it
+// was loaded from, the content of every file it names, and the permissions the
+// warnings look at. ok is false if a file cannot be read (the build then says why).
+func (b *builder) inputSum() (sum [32]byte, ok bool) {
+	settings, err := json.Marshal(b.cc)
+	if err != nil {
+		return sum, false
+	}
+	h := sha256.New()
+	writePart(h, settings)
+	writePart(h, []byte(b.dir))
+	writePart(h, []byte(b.source))
+	file := func(name string, private bool) bool {
+		path, data, err := b.cache.read(resolvePath(b.dir, name))
+		if err != nil {
+			return false
+		}
+		writePart(h, []byte(path))
+		writePart(h, data)
+		if private {
+			fi, err := os.Stat(path)
+			if err != nil {
+				return false
+			}
+			writePart(h, []byte{byte(fi.Mode().Perm() & 0o077)})
+		}
+		return true
+	}
+	for _, in := range inputsOf(b.cc) {
+		if in.file != "" && !file(in.file, in.fileKey == "key_file") {
+			return sum, false
+		}
+	}
+	if b.cc.PassphraseFile != "" && !file(b.cc.PassphraseFile, true) {
+		return sum, false
+	}
+	if b.cc.PassphraseEnv != "" {
+		v, set := os.LookupEnv(b.cc.PassphraseEnv)
+		writePart(h, []byte(v))
+		writePart(h, []byte(strconv.FormatBool(set)))
+	}
+	h.Sum(sum[:0])
+	return sum, true
 }
 
 // builder gathers one certificate's parts, the files read and the warnings.
@@ -73,7 +148,9 @@ func (b *builder) build() (*Certificate, error) {
 		Enabled:            b.cc.Enabled == nil || *b.cc.Enabled,
 		Source:             b.source,
 		TLS:                tlsCertificate(leaf, chain, p.key),
-		Leaf:               leaf,
+		Subject:            leaf.Subject.String(),
+		NotBefore:          leaf.NotBefore,
+		NotAfter:           leaf.NotAfter,
 		Chain:              chain,
 		ChainComplete:      complete,
 		KeyType:            keyType(leaf.PublicKey),
@@ -85,7 +162,7 @@ func (b *builder) build() (*Certificate, error) {
 	if c.ID, err = certificateID(c, p.key.signer, p.serverCAs); err != nil {
 		return nil, b.fail(p.keyField, err)
 	}
-	c.otherWarnings = append(b.warnings, b.certWarnings(c)...)
+	c.otherWarnings = append(b.warnings, b.certWarnings(c, leaf)...)
 	c.Warnings = c.WarningsAt(b.now)
 	c.Files = b.files
 	return c, nil
@@ -321,7 +398,7 @@ func tlsCertificate(leaf *x509.Certificate, chain []*x509.Certificate,
 	for _, c := range chain {
 		der = append(der, c.Raw)
 	}
-	return tls.Certificate{Certificate: der, PrivateKey: key.signer, Leaf: leaf}
+	return tls.Certificate{Certificate: der, PrivateKey: key.presented()}
 }
 
 func setServerCAs(c *Certificate, cas []*x509.Certificate) {

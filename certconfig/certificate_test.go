@@ -179,8 +179,8 @@ func TestPEMAsOperatorsPasteIt(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !c.Leaf.Equal(f.ec.Cert) {
-				t.Errorf("leaf is %q", c.Leaf.Subject)
+			if !c.Leaf().Equal(f.ec.Cert) {
+				t.Errorf("leaf is %q", c.Leaf().Subject)
 			}
 		})
 	}
@@ -497,8 +497,8 @@ func TestRenewedCertificateForTheSameKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !c.Leaf.Equal(renewed.Cert) {
-		t.Errorf("leaf valid until %s, want the later one", c.Leaf.NotAfter)
+	if !c.Leaf().Equal(renewed.Cert) {
+		t.Errorf("leaf valid until %s, want the later one", c.Leaf().NotAfter)
 	}
 	checkChain(t, c, []*testpki.Cert{f.inter})
 	if !hasWarning(c, "cert_pem holds 2 certificates for this key") {

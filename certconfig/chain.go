@@ -73,33 +73,27 @@ func isSelfSigned(c *x509.Certificate) bool {
 
 // certWarnings are the notes about a built certificate an operator should see,
 // apart from those about the leaf's dates.
-func (b *builder) certWarnings(c *Certificate) []string {
+func (b *builder) certWarnings(c *Certificate, leaf *x509.Certificate) []string {
 	var w []string
-	for _, ca := range c.Chain {
-		if b.now.After(ca.NotAfter) {
-			w = append(w, fmt.Sprintf("chain certificate %q expired on %s; get the current "+
-				"one from your CA", ca.Subject.String(), formatDate(ca.NotAfter)))
-		}
-	}
-	if !c.ChainComplete && !isSelfSigned(c.Leaf) {
+	if !c.ChainComplete && !isSelfSigned(leaf) {
 		w = append(w, "chain does not reach a root: the leaf's issuer is not configured; "+
 			"if it is an intermediate CA, add it (and any above it) to ca_file")
 	}
-	w = append(w, keyWarnings(c.Leaf)...)
+	w = append(w, keyWarnings(leaf)...)
 	return append(w, b.verifyWarnings()...)
 }
 
-func validityWarnings(what string, c *x509.Certificate, now time.Time) []string {
+func validityWarnings(what string, notBefore, notAfter, now time.Time) []string {
 	switch {
-	case now.After(c.NotAfter):
+	case now.After(notAfter):
 		return []string{fmt.Sprintf("%s expired on %s; replace it", what,
-			formatDate(c.NotAfter))}
-	case now.Before(c.NotBefore):
+			formatDate(notAfter))}
+	case now.Before(notBefore):
 		return []string{fmt.Sprintf("%s is not valid until %s; check its dates or wait",
-			what, formatDate(c.NotBefore))}
-	case c.NotAfter.Sub(now) < ExpiryWarning:
+			what, formatDate(notBefore))}
+	case notAfter.Sub(now) < ExpiryWarning:
 		return []string{fmt.Sprintf("%s expires on %s, %s; renew it", what,
-			formatDate(c.NotAfter), inDays(c.NotAfter.Sub(now)))}
+			formatDate(notAfter), inDays(notAfter.Sub(now)))}
 	}
 	return nil
 }
@@ -142,24 +136,20 @@ func (b *builder) verifyWarnings() []string {
 
 // certificateID hashes everything that makes two certificates interchangeable on an
 // upstream connection. Each part is length-prefixed so that no two different
-// inputs hash the same bytes. The private key is included so that a new
-// certificate for the same key, and a new key, both give a new ID.
+// inputs hash the same bytes. The public key stands for the private key: a key pair
+// has one public half, so a new key always gives a new ID. (Encoding the private key
+// here made the crypto package keep a second copy of every key.)
 func certificateID(c *Certificate, key crypto.Signer,
 	serverCAs []*x509.Certificate) (string, error) {
 	pub, err := x509.MarshalPKIXPublicKey(key.Public())
 	if err != nil {
 		return "", fmt.Errorf("cannot encode the public key: %w", err)
 	}
-	priv, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return "", fmt.Errorf("cannot encode the private key: %w", err)
-	}
 	h := sha256.New()
-	writePart(h, c.Leaf.Raw)
+	writePart(h, c.TLS.Certificate[0])
 	writeCerts(h, c.Chain)
 	pubSum := sha256.Sum256(pub)
 	writePart(h, pubSum[:])
-	writePart(h, priv)
 	writePart(h, []byte(c.ServerName))
 	writeCerts(h, serverCAs)
 	writePart(h, []byte(fmt.Sprint(c.InsecureSkipVerify)))

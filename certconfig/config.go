@@ -11,10 +11,12 @@ import (
 // Config is the TOML file as written by the operator, before any file it names is
 // read. Zero values mean "use the default"; Defaults fills them in.
 type Config struct {
-	Proxy        ProxyConfig         `toml:"proxy"`
-	Egress       EgressConfig        `toml:"egress"`
-	Admin        AdminConfig         `toml:"admin"`
-	Log          LogConfig           `toml:"log"`
+	Proxy  ProxyConfig  `toml:"proxy"`
+	Egress EgressConfig `toml:"egress"`
+	Admin  AdminConfig  `toml:"admin"`
+	Log    LogConfig    `toml:"log"`
+	// Certificates is emptied in a loaded snapshot's Config: Snapshot.Certificates
+	// holds what they became.
 	Certificates []CertificateConfig `toml:"certificate"`
 	Routes       []RouteConfig       `toml:"route"`
 

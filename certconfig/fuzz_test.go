@@ -39,7 +39,7 @@ func FuzzBuildCertificate(f *testing.F) {
 			Passphrase: passphrase}
 		c, err := BuildCertificate(cc, t.TempDir(), SourceAPI)
 		if err == nil {
-			if c == nil || c.Leaf == nil {
+			if c == nil || c.Leaf() == nil {
 				t.Fatal("built certificate without a leaf")
 			}
 			return

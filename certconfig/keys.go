@@ -1,6 +1,7 @@
 package certconfig
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdh"
 	"crypto/ecdsa"
@@ -12,12 +13,69 @@ import (
 	"encoding/asn1"
 	"encoding/pem"
 	"fmt"
+	"io"
+	"sync"
 )
 
-// privateKey is a decoded private key and whether it was stored encrypted.
+// privateKey is a decoded private key and whether it was stored encrypted. der is
+// the unencrypted DER it was parsed from, nil for a key that was encrypted.
 type privateKey struct {
 	signer    crypto.Signer
 	encrypted bool
+	der       []byte
+}
+
+// presented is the key to put in the tls.Certificate: a key read in the clear is
+// kept as its DER and parsed again on first use (see deferredKey); a decrypted key
+// is kept parsed, since its passphrase is not kept.
+func (k *privateKey) presented() crypto.Signer {
+	if k.der == nil {
+		return k.signer
+	}
+	return &deferredKey{der: k.der}
+}
+
+// deferredKey is a private key held as DER until it first signs. A parsed ECDSA or
+// RSA key is a dozen objects and about twice the DER's size; with thousands of
+// certificates, most of which may never be used by a given process, keeping them
+// parsed was a fifth of the heap and much of its fragmentation. The key was parsed
+// and matched against its certificate when it was loaded, so parsing it again
+// cannot fail in practice; if it did, the handshake fails with the error.
+type deferredKey struct {
+	der  []byte
+	once sync.Once
+	key  crypto.Signer
+	err  error
+}
+
+func (k *deferredKey) load() (crypto.Signer, error) {
+	k.once.Do(func() {
+		parsed, err := parseKeyDER("PRIVATE KEY", k.der)
+		if err == nil {
+			k.key, err = asSigner(parsed)
+		}
+		k.err = err
+		k.der = nil
+	})
+	return k.key, k.err
+}
+
+// Public returns the public key, or nil if the key cannot be parsed.
+func (k *deferredKey) Public() crypto.PublicKey {
+	key, err := k.load()
+	if err != nil {
+		return nil
+	}
+	return key.Public()
+}
+
+// Sign signs with the parsed key.
+func (k *deferredKey) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	key, err := k.load()
+	if err != nil {
+		return nil, fmt.Errorf("private key: %w", err)
+	}
+	return key.Sign(rand, digest, opts)
 }
 
 // decodeKey turns a PEM private key block into a signer, decrypting it with pass
@@ -33,6 +91,7 @@ func decodeKey(block *pem.Block, pass []byte, noPass string) (*privateKey, error
 	}
 	var (
 		key any
+		der []byte
 		err error
 	)
 	switch {
@@ -42,6 +101,7 @@ func decodeKey(block *pem.Block, pass []byte, noPass string) (*privateKey, error
 		key, err = decryptLegacy(block, pass)
 	default:
 		key, err = parseKeyDER(block.Type, block.Bytes)
+		der = bytes.Clone(block.Bytes)
 	}
 	if err != nil {
 		return nil, err
@@ -50,7 +110,7 @@ func decodeKey(block *pem.Block, pass []byte, noPass string) (*privateKey, error
 	if err != nil {
 		return nil, err
 	}
-	return &privateKey{signer: signer, encrypted: encrypted}, nil
+	return &privateKey{signer: signer, encrypted: encrypted, der: der}, nil
 }
 
 // unsupportedLabel recognises key formats that are known but not supported.
@@ -207,8 +267,25 @@ func asSigner(key any) (crypto.Signer, error) {
 func keyType(pub crypto.PublicKey) string {
 	switch k := pub.(type) {
 	case *rsa.PublicKey:
-		return fmt.Sprintf("RSA %d", k.N.BitLen())
+		switch bits := k.N.BitLen(); bits {
+		case 2048:
+			return "RSA 2048" // the common sizes without an allocation each
+		case 3072:
+			return "RSA 3072"
+		case 4096:
+			return "RSA 4096"
+		default:
+			return fmt.Sprintf("RSA %d", bits)
+		}
 	case *ecdsa.PublicKey:
+		switch k.Curve {
+		case elliptic.P256():
+			return "ECDSA P-256"
+		case elliptic.P384():
+			return "ECDSA P-384"
+		case elliptic.P521():
+			return "ECDSA P-521"
+		}
 		return "ECDSA " + k.Curve.Params().Name
 	case ed25519.PublicKey:
 		return "Ed25519"

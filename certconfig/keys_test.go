@@ -4,9 +4,11 @@ import (
 	"crypto"
 	"crypto/ecdh"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
@@ -77,13 +79,41 @@ func TestBuildCertificateKeyFormats(t *testing.T) {
 			if c.KeyType != tc.wantType {
 				t.Errorf("KeyType = %q, want %q", c.KeyType, tc.wantType)
 			}
-			if !c.Leaf.Equal(tc.leaf.Cert) || c.TLS.Leaf != c.Leaf {
-				t.Errorf("leaf is %q, want %q", c.Leaf.Subject, tc.leaf.Cert.Subject)
+			if !c.Leaf().Equal(tc.leaf.Cert) || c.TLS.Leaf != nil {
+				t.Errorf("leaf is %q, want %q", c.Leaf().Subject, tc.leaf.Cert.Subject)
 			}
-			if k, ok := c.TLS.PrivateKey.(crypto.Signer); !ok || !sameKey(tc.leaf.Cert, k) {
-				t.Error("TLS.PrivateKey is not the key of the certificate")
+			k, ok := c.TLS.PrivateKey.(crypto.Signer)
+			if !ok || !sameKey(tc.leaf.Cert, k) {
+				t.Fatal("TLS.PrivateKey is not the key of the certificate")
 			}
+			checkSigns(t, k, tc.leaf.Cert.PublicKey)
 		})
+	}
+}
+
+// checkSigns signs a message with k the way a TLS handshake does and verifies the
+// signature with pub.
+func checkSigns(t *testing.T, k crypto.Signer, pub crypto.PublicKey) {
+	t.Helper()
+	msg := []byte("client certificate verify")
+	digest := sha256.Sum256(msg)
+	var ok bool
+	switch pub := pub.(type) {
+	case *ecdsa.PublicKey:
+		sig, err := k.Sign(rand.Reader, digest[:], crypto.SHA256)
+		ok = err == nil && ecdsa.VerifyASN1(pub, digest[:], sig)
+	case *rsa.PublicKey:
+		opts := &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: crypto.SHA256}
+		sig, err := k.Sign(rand.Reader, digest[:], opts)
+		ok = err == nil && rsa.VerifyPSS(pub, crypto.SHA256, digest[:], sig, opts) == nil
+	case ed25519.PublicKey:
+		sig, err := k.Sign(rand.Reader, msg, crypto.Hash(0))
+		ok = err == nil && ed25519.Verify(pub, msg, sig)
+	default:
+		t.Fatalf("unexpected public key %T", pub)
+	}
+	if !ok {
+		t.Errorf("a signature by the %T does not verify", k)
 	}
 }
 
@@ -159,7 +189,7 @@ func TestPassphraseSources(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if !c.Leaf.Equal(f.ec.Cert) {
+				if !c.Leaf().Equal(f.ec.Cert) {
 					t.Error("wrong leaf")
 				}
 				return

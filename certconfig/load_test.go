@@ -143,7 +143,7 @@ tls = true
 	acme, _ := s.Certificate("acme")
 	beta, _ := s.Certificate("beta")
 	if !acme.Enabled || beta.Enabled || acme.Source != SourceConfig ||
-		!beta.Leaf.Equal(f.rsa.Cert) || len(acme.Chain) != 1 {
+		!beta.Leaf().Equal(f.rsa.Cert) || len(acme.Chain) != 1 {
 		t.Errorf("certificates: acme %+v, beta %+v", acme, beta)
 	}
 	if r := s.Route("x.beta.example", 8443); r == nil || r.Certificate != "beta" || !r.TLS {

@@ -75,8 +75,7 @@ func readInput(in input, dir string, files *fileCache) (material, error) {
 	if in.text != "" {
 		return material{field: in.pemKey, marker: in.marker, data: []byte(in.text)}, nil
 	}
-	path := resolvePath(dir, in.file)
-	data, err := files.read(path)
+	path, data, err := files.read(resolvePath(dir, in.file))
 	if err != nil {
 		return material{field: in.fileKey, path: path}, readError(path, err)
 	}
@@ -88,19 +87,24 @@ func readInput(in input, dir string, files *fileCache) (material, error) {
 type fileCache struct{ m sync.Map } // path -> *cachedFile
 
 type cachedFile struct {
+	path string
 	once sync.Once
 	data []byte
 	err  error
 }
 
-func (fc *fileCache) read(path string) ([]byte, error) {
+// read returns the content of the file at path. The path it returns is equal to
+// path and, with a cache, the same string for every certificate naming the file,
+// so that the file lists of thousands of certificates share it.
+func (fc *fileCache) read(path string) (string, []byte, error) {
 	if fc == nil {
-		return os.ReadFile(path)
+		data, err := os.ReadFile(path)
+		return path, data, err
 	}
-	v, _ := fc.m.LoadOrStore(path, &cachedFile{})
+	v, _ := fc.m.LoadOrStore(path, &cachedFile{path: path})
 	f := v.(*cachedFile)
 	f.once.Do(func() { f.data, f.err = os.ReadFile(path) })
-	return f.data, f.err
+	return f.path, f.data, f.err
 }
 
 func readError(path string, err error) error {

@@ -24,9 +24,11 @@ type Reloader struct {
 	Logger  *slog.Logger
 	// Store, when set, holds admin changes to lay over the config file.
 	Store *Store
-	// Build makes the config file's snapshot; nil means LoadFile, or, with a Store,
-	// a load that lets routes name certificates the admin state defines.
-	Build func(path string) (*Snapshot, error)
+	// Build makes the config file's snapshot from the file at path; prev is the one
+	// it made last time (nil at first), for LoadOptions.Previous. Nil means
+	// LoadFileWith with Previous set and, with a Store, routes allowed to name
+	// certificates the admin state defines.
+	Build func(path string, prev *Snapshot) (*Snapshot, error)
 	// Check, when set, is a last test of a new snapshot by the packages that use it
 	// (the egress policy compiles, for one); an error rejects the snapshot.
 	Check func(*Snapshot) error
@@ -112,14 +114,13 @@ func (r *Reloader) Change(edit func(st *State, base *Snapshot) error) (*Snapshot
 }
 
 func (r *Reloader) build() (*Snapshot, error) {
-	switch {
-	case r.Build != nil:
-		return r.Build(r.Path)
-	case r.Store != nil:
-		return LoadFileWith(r.Path, LoadOptions{AllowUnknownRouteCertificates: true})
-	default:
-		return LoadFile(r.Path)
+	if r.Build != nil {
+		return r.Build(r.Path, r.base)
 	}
+	return LoadFileWith(r.Path, LoadOptions{
+		AllowUnknownRouteCertificates: r.Store != nil,
+		Previous:                      r.base,
+	})
 }
 
 func (r *Reloader) state() State {

@@ -3,6 +3,7 @@ package certconfig
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,11 +24,15 @@ type Certificate struct {
 
 	// TLS is what is presented: the leaf first, then the chain (extra certificates of
 	// the cert file, then ca_file, without duplicates and without the leaf), with the
-	// private key and TLS.Leaf set.
+	// private key. TLS.Leaf is not kept (see Leaf).
 	TLS tls.Certificate
-	// Leaf is the parsed client certificate, Chain the parsed certificates presented
-	// after it, in the order they are sent.
-	Leaf  *x509.Certificate
+	// Subject (RFC 2253), NotBefore and NotAfter are the leaf's. The rest of the
+	// parsed leaf is not kept: with thousands of certificates it was a third of the
+	// process's memory. Leaf parses it again for the few places that need it.
+	Subject             string
+	NotBefore, NotAfter time.Time
+	// Chain is the parsed certificates presented after the leaf, in the order they
+	// are sent. Chain certificates are shared between certificates.
 	Chain []*x509.Certificate
 	// ChainComplete is true when the certificates presented include the leaf's
 	// issuer (servers keep their roots) or the leaf is self-signed. False means a
@@ -59,6 +64,9 @@ type Certificate struct {
 
 	// otherWarnings are the Warnings that do not depend on the time.
 	otherWarnings []string
+	// inputs is a hash of what the certificate was built from (see inputSum); zero
+	// if it was not taken.
+	inputs [32]byte
 }
 
 // WarningsAt returns the certificate's warnings with those about the leaf's dates
@@ -66,10 +74,29 @@ type Certificate struct {
 // that a certificate that expired since it was loaded says so without a reload.
 func (c *Certificate) WarningsAt(now time.Time) []string {
 	out := append([]string{}, c.otherWarnings...)
-	if c.Leaf != nil {
-		out = append(out, validityWarnings("certificate", c.Leaf, now)...)
+	if len(c.TLS.Certificate) > 0 {
+		out = append(out, validityWarnings("certificate", c.NotBefore, c.NotAfter, now)...)
+	}
+	for _, ca := range c.Chain {
+		if now.After(ca.NotAfter) {
+			out = append(out, fmt.Sprintf("chain certificate %q expired on %s; get the "+
+				"current one from your CA", ca.Subject.String(), formatDate(ca.NotAfter)))
+		}
 	}
 	return out
+}
+
+// Leaf parses the leaf certificate again, for views that need more than Subject and
+// the dates. It returns nil for a Certificate that has none.
+func (c *Certificate) Leaf() *x509.Certificate {
+	if len(c.TLS.Certificate) == 0 {
+		return nil
+	}
+	leaf, err := x509.ParseCertificate(c.TLS.Certificate[0])
+	if err != nil {
+		return nil // it parsed when the certificate was built
+	}
+	return leaf
 }
 
 // Route is one compiled [[route]].

@@ -65,7 +65,7 @@ func (e *watchEnv) serial() int64 {
 	if !ok {
 		return -1
 	}
-	return c.Leaf.SerialNumber.Int64()
+	return c.Leaf().SerialNumber.Int64()
 }
 
 // waitSerial waits up to 5s for certificate "a" to have the given serial.
@@ -356,7 +356,7 @@ func TestWatcherCertificateBeforeKey(t *testing.T) {
 	put(t, filepath.Join(e.dir, "a.key"), next.KeyPEM())
 	e.waitSerial(500)
 	c, _ := e.cur.Load().Certificate("a")
-	if !next.Key.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(c.Leaf.PublicKey) {
+	if !next.Key.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(c.Leaf().PublicKey) {
 		t.Fatal("served key does not belong to the new certificate")
 	}
 }

@@ -178,7 +178,7 @@ func classifyAt(err error, cert *certconfig.Certificate, sent bool, now time.Tim
 	if _, ok := errors.AsType[*egress.DeniedError](err); ok {
 		return CodeEgressDenied
 	}
-	if cert == nil || cert.Leaf == nil {
+	if cert == nil || len(cert.TLS.Certificate) == 0 {
 		sent = false
 	}
 	if a, ok := remoteAlert(err); ok {
@@ -234,7 +234,7 @@ func alertCode(a alert, cert *certconfig.Certificate, sent bool, now time.Time) 
 		return CodeTLSProtocol
 	}
 	if a.rejectsCertificate() {
-		if code := datesCode(cert.Leaf, now); code != "" {
+		if code := datesCode(cert, now); code != "" {
 			return code
 		}
 	}
@@ -258,7 +258,7 @@ func rejectionCode(cert *certconfig.Certificate, sent bool, now time.Time) strin
 	if !sent {
 		return CodeClientCertificateRequired
 	}
-	if code := datesCode(cert.Leaf, now); code != "" {
+	if code := datesCode(cert, now); code != "" {
 		return code
 	}
 	if !keyMatches(cert) {
@@ -275,14 +275,15 @@ func keyMatches(cert *certconfig.Certificate) bool {
 		return false
 	}
 	pub, ok := signer.Public().(interface{ Equal(crypto.PublicKey) bool })
-	return ok && pub.Equal(cert.Leaf.PublicKey)
+	leaf := cert.Leaf()
+	return ok && leaf != nil && pub.Equal(leaf.PublicKey)
 }
 
-func datesCode(leaf *x509.Certificate, now time.Time) string {
+func datesCode(cert *certconfig.Certificate, now time.Time) string {
 	switch {
-	case now.After(leaf.NotAfter):
+	case now.After(cert.NotAfter):
 		return CodeCertificateExpired
-	case now.Before(leaf.NotBefore):
+	case now.Before(cert.NotBefore):
 		return CodeCertificateNotYetValid
 	}
 	return ""

@@ -79,7 +79,7 @@ tls = true
 	// Subscribed after the proxy, so it runs once the old pools are gone.
 	r.cur.Subscribe(func(_, s *certconfig.Snapshot) {
 		c, _ := s.Certificate("a")
-		r.minSerial.Store(c.Leaf.SerialNumber.Int64())
+		r.minSerial.Store(c.Leaf().SerialNumber.Int64())
 	})
 	r.minSerial.Store(1000)
 	ps := httptest.NewServer(p)

@@ -74,16 +74,13 @@ func logSnapshot(log *slog.Logger, snap *certconfig.Snapshot) {
 
 // subject is the leaf's subject in RFC 2253 form, or "" if there is no leaf.
 func subject(c *certconfig.Certificate) string {
-	if c.Leaf == nil {
-		return ""
-	}
-	return c.Leaf.Subject.String()
+	return c.Subject
 }
 
 // notAfter is the leaf's expiry in RFC 3339 (UTC), or "" if there is no leaf.
 func notAfter(c *certconfig.Certificate) string {
-	if c.Leaf == nil {
+	if c.NotAfter.IsZero() {
 		return ""
 	}
-	return c.Leaf.NotAfter.UTC().Format(time.RFC3339)
+	return c.NotAfter.UTC().Format(time.RFC3339)
 }

@@ -2,7 +2,7 @@ package main
 
 import (
 	"bytes"
-	"crypto/x509"
+	"crypto/tls"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -176,19 +176,21 @@ func testSnapshot(certs ...*certconfig.Certificate) *certconfig.Snapshot {
 	return snap
 }
 
-func leaf(cn string, notAfter time.Time) *x509.Certificate {
+// leafTLS is a client certificate for cn valid until notAfter, as presented.
+func leafTLS(cn string, notAfter time.Time) tls.Certificate {
 	root := testpki.NewRoot("check root")
-	return root.Client(testpki.Options{CommonName: cn, NotAfter: notAfter}).Cert
+	return tls.Certificate{Certificate: [][]byte{
+		root.Client(testpki.Options{CommonName: cn, NotAfter: notAfter}).Cert.Raw}}
 }
 
 func TestWriteCertificates(t *testing.T) {
 	t.Parallel()
 	exp := time.Date(2031, 5, 6, 7, 8, 9, 0, time.UTC)
 	snap := testSnapshot(
-		&certconfig.Certificate{Name: "zeta", Enabled: true, Leaf: leaf("zeta", exp)},
-		&certconfig.Certificate{Name: "acme", Enabled: false, Leaf: leaf("acme", exp),
+		&certconfig.Certificate{Name: "zeta", Enabled: true, TLS: leafTLS("zeta", exp), Subject: "CN=zeta,O=testpki", NotAfter: exp},
+		&certconfig.Certificate{Name: "acme", Enabled: false, TLS: leafTLS("acme", exp), Subject: "CN=acme,O=testpki", NotAfter: exp,
 			Warnings: []string{"expires in 3 days", "chain does not reach a root"}},
-		&certconfig.Certificate{Name: "api-added", Enabled: true, Leaf: leaf("api", exp),
+		&certconfig.Certificate{Name: "api-added", Enabled: true, TLS: leafTLS("api", exp), Subject: "CN=api,O=testpki", NotAfter: exp,
 			Source: certconfig.SourceAPI},
 	)
 	var out bytes.Buffer
@@ -222,7 +224,7 @@ func TestLogSnapshot(t *testing.T) {
 	t.Parallel()
 	exp := time.Date(2031, 1, 2, 3, 4, 5, 0, time.UTC)
 	snap := testSnapshot(&certconfig.Certificate{Name: "acme", Enabled: true,
-		Leaf: leaf("acme", exp), Warnings: []string{"key file is readable by others"}})
+		TLS: leafTLS("acme", exp), Subject: "CN=acme,O=testpki", NotAfter: exp, Warnings: []string{"key file is readable by others"}})
 	var buf bytes.Buffer
 	log, _ := newLogger(&buf, certconfig.LogConfig{Format: "json", Level: "info"})
 	logSnapshot(log, snap)

@@ -108,7 +108,6 @@ func serve(o serveOptions) int {
 		return exitError
 	}
 	logSnapshot(log, d.cur.Load())
-	tuneGC(d.cur)
 
 	p, adm, err := d.build()
 	if err != nil {
@@ -132,6 +131,7 @@ func serve(o serveOptions) int {
 		return exitError
 	}
 	stopWatch := d.watch()
+	tuneGC(d.cur)
 	log.Info("listening", "addr", ln.Addr().String(), "version", resolveVersion())
 	if o.ready != nil {
 		o.ready(ln.Addr())
@@ -202,6 +202,7 @@ func firstLoad(path string, cfg *certconfig.Config, log *slog.Logger, open openS
 		}
 		rel.Store = store
 	}
+	rel.Build = compactLoad(rel.Store != nil)
 	if _, err := rel.Reload(reason); err != nil {
 		return nil, err
 	}
