@@ -31,7 +31,7 @@ func stripHopByHop(h http.Header) {
 		}
 	}
 	for _, name := range hopHeaders {
-		h.Del(name)
+		delete(h, name) // the names above are in canonical form
 	}
 }
 

@@ -1,0 +1,273 @@
+// Command rss measures the resident memory of the real mtlsproxy binary with many
+// certificates loaded, next to the same binary with one certificate, and how long
+// its reloads take. It is part of `make bench`.
+//
+// It writes N client certificates (ECDSA P-256, each in its own cert and key file,
+// sharing one intermediate in ca_file and one upstream CA) and a route for each,
+// starts `mtlsproxy serve` on loopback, and reads VmRSS from /proc after the start,
+// after a reload with nothing changed (SIGHUP) and after reloads where the shared
+// chain file changed, so that every certificate is parsed again.
+//
+//	go run ./bench/rss -bin path/to/mtlsproxy [-n 10000] [-out bench/rss.md]
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mtlsproxy/mtlsproxy/internal/testpki"
+)
+
+// settle is how long to wait after a snapshot is in force before reading the RSS:
+// serve returns freed memory to the system a second after a new snapshot.
+const settle = 2500 * time.Millisecond
+
+func main() {
+	bin := flag.String("bin", "", "the mtlsproxy binary to measure (required)")
+	n := flag.Int("n", 10000, "number of certificates")
+	rebuilds := flag.Int("rebuilds", 3, "reloads that parse every certificate again")
+	out := flag.String("out", "", "also write the Markdown table to this file")
+	flag.Parse()
+	if *bin == "" {
+		fmt.Fprintln(os.Stderr, "rss: -bin is required")
+		os.Exit(2)
+	}
+	if err := run(*bin, *n, *rebuilds, *out); err != nil {
+		fmt.Fprintln(os.Stderr, "rss:", err)
+		os.Exit(1)
+	}
+}
+
+type row struct {
+	what   string
+	rssKB  int
+	reload time.Duration // 0 when the row is not a reload
+}
+
+func run(bin string, n, rebuilds int, out string) error {
+	dir, err := os.MkdirTemp("", "mtlsproxy-rss")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	var rows []row
+	one, err := measure(bin, dir, "one", 1, 0)
+	if err != nil {
+		return err
+	}
+	rows = append(rows, one[0])
+	many, err := measure(bin, dir, "many", n, rebuilds)
+	if err != nil {
+		return err
+	}
+	rows = append(rows, many...)
+
+	var b strings.Builder
+	fmt.Fprintf(&b, "| mtlsproxy serve, %d certificates | RSS MB | reload ms |\n", n)
+	b.WriteString("| --- | ---: | ---: |\n")
+	for _, r := range rows {
+		ms := "-"
+		if r.reload > 0 {
+			ms = strconv.FormatInt(r.reload.Milliseconds(), 10)
+		}
+		fmt.Fprintf(&b, "| %s | %.1f | %s |\n", r.what, float64(r.rssKB)/1024, ms)
+	}
+	fmt.Print(b.String())
+	if out != "" {
+		return os.WriteFile(out, []byte(b.String()), 0o644)
+	}
+	return nil
+}
+
+// measure writes a configuration with n certificates into dir/name, runs the
+// binary on it and returns the rows measured.
+func measure(bin, dir, name string, n, rebuilds int) ([]row, error) {
+	d := filepath.Join(dir, name)
+	config, chain, err := writeConfig(d, n)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "serve", "-config", config)
+	cmd.Dir = d
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}()
+	logs := make(chan logLine, 16)
+	go readLogs(stderr, logs)
+
+	label := func(s string) string { return fmt.Sprintf("%s (%d)", s, n) }
+	var rows []row
+	start, err := waitFor(logs, "configuration loaded", 2*time.Minute)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := waitFor(logs, "listening", time.Minute); err != nil {
+		return nil, err
+	}
+	rss, err := settled(cmd.Process.Pid)
+	if err != nil {
+		return nil, err
+	}
+	rows = append(rows, row{label("after start"), rss, start.took()})
+	if n == 1 {
+		rows[0].what, rows[0].reload = "one certificate, after start (baseline)", 0
+		return rows, nil
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		return nil, err
+	}
+	same, err := waitFor(logs, "configuration loaded", time.Minute)
+	if err != nil {
+		return nil, err
+	}
+	if rss, err = settled(cmd.Process.Pid); err != nil {
+		return nil, err
+	}
+	rows = append(rows, row{"reload, nothing changed", rss, same.took()})
+
+	for i := range rebuilds {
+		// The shared chain file changes: every certificate is parsed again.
+		f, err := os.OpenFile(chain, os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			return nil, err
+		}
+		_, err = f.WriteString("\n")
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return nil, err
+		}
+		full, err := waitFor(logs, "configuration loaded", time.Minute)
+		if err != nil {
+			return nil, err
+		}
+		if rss, err = settled(cmd.Process.Pid); err != nil {
+			return nil, err
+		}
+		rows = append(rows, row{fmt.Sprintf("reload %d, every certificate parsed again", i+1),
+			rss, full.took()})
+	}
+	return rows, nil
+}
+
+// writeConfig writes n certificates with a route each and returns the config path
+// and the path of the chain file they share.
+func writeConfig(dir string, n int) (config, chain string, err error) {
+	if err := os.MkdirAll(filepath.Join(dir, "certs"), 0o700); err != nil {
+		return "", "", err
+	}
+	root := testpki.NewRoot("rss root")
+	inter := root.Intermediate("rss intermediate")
+	chain = filepath.Join(dir, "chain.pem")
+	files := map[string][]byte{chain: inter.CertPEM(), filepath.Join(dir, "server-ca.pem"): root.CertPEM()}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", "", err
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	var b strings.Builder
+	fmt.Fprintf(&b, "[proxy]\nlisten = %q\n\n[admin]\ndisabled = true\n\n"+
+		"[log]\nformat = \"json\"\nlevel = \"info\"\n\n", addr)
+	year := time.Now().AddDate(1, 0, 0)
+	for i := range n {
+		name := fmt.Sprintf("t%05d", i)
+		c := inter.Client(testpki.Options{CommonName: name + ".clients.example", NotAfter: year})
+		files[filepath.Join(dir, "certs", name+".pem")] = c.CertPEM()
+		files[filepath.Join(dir, "certs", name+".key")] = c.KeyPEM()
+		fmt.Fprintf(&b, "[[certificate]]\nname = %q\ncert_file = \"certs/%s.pem\"\n"+
+			"key_file = \"certs/%s.key\"\nca_file = \"chain.pem\"\n"+
+			"server_ca_file = \"server-ca.pem\"\n\n", name, name, name)
+		fmt.Fprintf(&b, "[[route]]\nhost = \"%s.hooks.example\"\ncertificate = %q\n\n",
+			name, name)
+	}
+	for path, data := range files {
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			return "", "", err
+		}
+	}
+	config = filepath.Join(dir, "mtlsproxy.toml")
+	return config, chain, os.WriteFile(config, []byte(b.String()), 0o600)
+}
+
+type logLine struct {
+	Msg        string  `json:"msg"`
+	DurationMS float64 `json:"duration_ms"`
+}
+
+func (l logLine) took() time.Duration {
+	return time.Duration(l.DurationMS * float64(time.Millisecond))
+}
+
+func readLogs(r io.Reader, out chan<- logLine) {
+	defer close(out)
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var l logLine
+		if json.Unmarshal(sc.Bytes(), &l) != nil {
+			continue
+		}
+		switch l.Msg {
+		case "configuration loaded", "listening":
+			out <- l
+		case "reload failed", "cannot start", "cannot listen":
+			fmt.Fprintln(os.Stderr, "rss: mtlsproxy:", sc.Text())
+		}
+	}
+}
+
+func waitFor(logs <-chan logLine, msg string, limit time.Duration) (logLine, error) {
+	timeout := time.After(limit)
+	for {
+		select {
+		case l, ok := <-logs:
+			if !ok {
+				return logLine{}, fmt.Errorf("mtlsproxy exited while waiting for %q", msg)
+			}
+			if l.Msg == msg {
+				return l, nil
+			}
+		case <-timeout:
+			return logLine{}, fmt.Errorf("no %q from mtlsproxy within %s", msg, limit)
+		}
+	}
+}
+
+// settled waits for serve to settle its memory and returns the process's VmRSS.
+func settled(pid int) (int, error) {
+	time.Sleep(settle)
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(data)) {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			return strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(rest), " kB"))
+		}
+	}
+	return 0, errors.New("no VmRSS in /proc status")
+}
