@@ -44,7 +44,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "rss: -bin is required")
 		os.Exit(2)
 	}
-	if err := run(*bin, *n, *rebuilds, *out); err != nil {
+	path, err := filepath.Abs(*bin) // the binary runs in its own folder
+	if err == nil {
+		err = run(path, *n, *rebuilds, *out)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "rss:", err)
 		os.Exit(1)
 	}
