@@ -72,6 +72,7 @@ func (c *Certificate) at(now time.Time) *Certificate {
 // was loaded from, the content of every file it names, and the permissions the
 // warnings look at. ok is false if a file cannot be read (the build then says why).
 func (b *builder) inputSum() (sum [32]byte, ok bool) {
+	b.modes = map[string]os.FileMode{}
 	settings, err := json.Marshal(b.cc)
 	if err != nil {
 		return sum, false
@@ -93,6 +94,7 @@ func (b *builder) inputSum() (sum [32]byte, ok bool) {
 				return false
 			}
 			writePart(h, []byte{byte(fi.Mode().Perm() & 0o077)})
+			b.modes[path] = fi.Mode() // the warnings then use what was hashed
 		}
 		return true
 	}
@@ -122,6 +124,8 @@ type builder struct {
 	cache    *fileCache
 	files    []string
 	warnings []string
+	// modes are the modes of secret files as inputSum saw them.
+	modes map[string]os.FileMode
 }
 
 // parts is what the fields of a certificate hold once read and parsed.
@@ -309,7 +313,15 @@ func (b *builder) checkPrivate(what, path string) {
 	if runtime.GOOS == "windows" {
 		return
 	}
-	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+	mode, seen := b.modes[path]
+	if !seen {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return
+		}
+		mode = fi.Mode()
+	}
+	if mode.Perm()&0o077 != 0 {
 		b.warn("%s %s is readable by group or others; chmod 600 it", what, path)
 	}
 }

@@ -98,19 +98,54 @@ func (r *Reloader) Change(edit func(st *State, base *Snapshot) error) (*Snapshot
 	if err := edit(&st, r.base); err != nil {
 		return nil, err
 	}
-	snap, err := r.overlay(r.base, st)
-	if err != nil {
-		return nil, err
+	start := time.Now()
+	base, snap, retried := r.retryFile(st)
+	if snap == nil {
+		var err error
+		if snap, err = r.overlay(base, st); err != nil {
+			return nil, err
+		}
 	}
 	if err := r.Store.Save(st); err != nil {
 		return nil, err
 	}
 	old := r.Current.Load()
 	r.Current.Swap(snap)
+	if retried {
+		r.base = base
+		r.record(true, nil)
+		r.lastErr = ""
+		r.logSuccess("admin change", old, snap, time.Since(start))
+		return snap, nil
+	}
 	added, changed, removed := DiffCertificates(old, snap)
 	r.logger().Debug("admin change in force",
 		"added", added, "changed", changed, "removed", removed)
 	return snap, nil
+}
+
+// retryFile is for an admin change made while the config file's last version was
+// rejected: the rejection may have come from the admin state itself (a name the
+// file and the API both define, which the change may now give up), so the file is
+// loaded again and laid under the changed state. If that works, it returns the
+// new file snapshot, the combined one and true; otherwise the file snapshot in
+// force, nil and false, and the change applies to it alone.
+func (r *Reloader) retryFile(st State) (*Snapshot, *Snapshot, bool) {
+	if r.lastErr == "" {
+		return r.base, nil, false
+	}
+	base, err := r.build()
+	if err != nil {
+		return r.base, nil, false
+	}
+	snap, err := r.overlay(base, st)
+	if err == nil && r.Check != nil {
+		err = r.Check(snap)
+	}
+	if err != nil {
+		return r.base, nil, false
+	}
+	return base, snap, true
 }
 
 func (r *Reloader) build() (*Snapshot, error) {
@@ -199,6 +234,7 @@ func (r *Reloader) buildAPICertificates(st State, base *Snapshot) ([]builtCert, 
 	built := make(map[string]builtCert, len(names))
 	out := make([]builtCert, 0, len(names))
 	var errs []error
+	now := time.Now()
 	for _, name := range names {
 		sc := st.Certificates[name]
 		b, ok := r.built[name]
@@ -209,6 +245,8 @@ func (r *Reloader) buildAPICertificates(st State, base *Snapshot) ([]builtCert, 
 				continue
 			}
 			b = builtCert{stored: sc, cert: c}
+		} else {
+			b.cert = b.cert.at(now) // its date warnings as they stand now
 		}
 		built[name] = b
 		out = append(out, b)

@@ -6,10 +6,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mtlsproxy/mtlsproxy/internal/testpki"
 )
 
 const overlayConfig = `
@@ -283,5 +286,60 @@ key_file = "file.key"
 	}
 	if c, _ := r.Current.Load().Certificate("api"); c.Source != SourceAPI {
 		t.Fatal("the API certificate was replaced by the file's")
+	}
+}
+
+func TestReloaderChangeResolvingANameClashLoadsTheFile(t *testing.T) {
+	t.Parallel()
+	r, dir := overlayEnv(t)
+	seedState(t, r, addAPI("api", true))
+	writeFile(t, dir, "mtlsproxy.toml", []byte(overlayConfig+`
+[[certificate]]
+name = "api"
+cert_file = "file.pem"
+key_file = "file.key"
+`), 0o600)
+	if _, err := r.Reload("file change"); !errors.Is(err, ErrDuplicateName) {
+		t.Fatalf("reload with a name clash: %v", err)
+	}
+	// Deleting the API certificate, as the error message advises, must let the
+	// file's certificate of that name come into force without another file change.
+	snap, err := r.Change(func(st *State, _ *Snapshot) error {
+		delete(st.Certificates, "api")
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, ok := snap.Certificate("api")
+	if !ok || c.Source != SourceConfig {
+		t.Fatalf("after the delete, api is %+v (found %v), want the file's", c, ok)
+	}
+	if st := r.Current.Status(); !st.Success || st.Err != "" {
+		t.Errorf("status still reports the rejected load: %+v", st)
+	}
+}
+
+func TestReloaderBringsAPICertificateWarningsUpToDate(t *testing.T) {
+	t.Parallel()
+	r, _ := overlayEnv(t)
+	soon := pki().inter.Client(testpki.Options{CommonName: "soon",
+		NotAfter: time.Now().Add(time.Second)})
+	seedState(t, r, func(st *State, _ *Snapshot) error {
+		st.Certificates = map[string]StoredCertificate{"api": {
+			CertPEM: string(soon.CertPEM()), KeyPEM: string(soon.KeyPEM()),
+			Enabled: true, Created: time.Now()}}
+		return nil
+	})
+	time.Sleep(time.Until(soon.Cert.NotAfter.Add(100 * time.Millisecond)))
+	snap, err := r.Reload("SIGHUP")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := snap.Certificate("api")
+	if !slices.ContainsFunc(c.Warnings, func(w string) bool {
+		return strings.Contains(w, "certificate expired on")
+	}) {
+		t.Errorf("warnings of the API certificate after it expired: %q", c.Warnings)
 	}
 }

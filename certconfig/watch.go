@@ -78,10 +78,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 func (w *Watcher) Close() error { return w.fsw.Close() }
 
 func (w *Watcher) relevant(ev fsnotify.Event) bool {
-	if ev.Op == fsnotify.Chmod {
-		// Permission changes alone do not change material; mtime-only touches neither.
-		return false
-	}
+	// A permission change alone counts too: it may make a key readable by others
+	// (a warning) or unreadable (a rejected load, reported). A reload that finds
+	// nothing changed keeps every certificate as it was, so touches cost little.
 	return w.names[filepath.Clean(ev.Name)]
 }
 

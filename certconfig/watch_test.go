@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -423,5 +425,36 @@ func TestWatcherSeesAuthFile(t *testing.T) {
 			t.Fatal("a change of auth_file did not reload")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestWatcherPermissionChangeShowsItsWarning(t *testing.T) {
+	t.Parallel()
+	e := plainEnv(t)
+	key := filepath.Join(e.dir, "a.key")
+	readable := func() bool {
+		c, _ := e.cur.Load().Certificate("a")
+		return slices.ContainsFunc(c.Warnings, func(w string) bool {
+			return strings.Contains(w, "readable by group or others")
+		})
+	}
+	if readable() {
+		t.Fatal("warning before the change")
+	}
+	for _, step := range []struct {
+		mode os.FileMode
+		want bool
+	}{{0o644, true}, {0o600, false}} {
+		if err := os.Chmod(key, step.mode); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for readable() != step.want && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if readable() != step.want {
+			t.Fatalf("after chmod %o the key warning is %v, want %v", step.mode, !step.want,
+				step.want)
+		}
 	}
 }
