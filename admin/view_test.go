@@ -3,6 +3,7 @@ package admin
 import (
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -124,6 +125,10 @@ func TestViewFields(t *testing.T) {
 	dangling := danglingRoutes(snap)
 	if len(dangling) != 1 || dangling[0].Certificate != "gone" {
 		t.Errorf("dangling %+v", dangling)
+	}
+	list := listView(snap, certconfig.ReloadStatus{}, time.Now())
+	if len(list.Certificates) != 1 || !slices.Equal(list.Certificates[0].Routes, v.Routes) {
+		t.Errorf("the list shows routes %+v, the single view %+v", list.Certificates, v.Routes)
 	}
 }
 

@@ -121,7 +121,7 @@ func retainedHeap(mk func() any) uint64 {
 // BenchmarkRoute measures route selection with many routes: the last route matches,
 // so every route is tried.
 func BenchmarkRoute(b *testing.B) {
-	for _, n := range []int{10, 1000} {
+	for _, n := range []int{10, 1000, 10000} {
 		b.Run(fmt.Sprintf("routes=%d", n), func(b *testing.B) {
 			s := &Snapshot{}
 			for i := range n {
@@ -132,6 +132,7 @@ func BenchmarkRoute(b *testing.B) {
 				}
 				s.Routes = append(s.Routes, r)
 			}
+			s.routes = indexRoutes(s.Routes)
 			host := fmt.Sprintf("hooks.t%d.example", n-1)
 			b.ReportAllocs()
 			for b.Loop() {

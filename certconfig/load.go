@@ -150,7 +150,7 @@ func NewSnapshot(cfg *Config, certs []*Certificate, opts ...SnapshotOption) (*Sn
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	s.Routes = routes
+	s.Routes, s.routes = routes, indexRoutes(routes)
 	s.Files = snapshotFiles(cfg, certs)
 	return s, nil
 }

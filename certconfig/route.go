@@ -14,32 +14,35 @@ func CompileRoute(rc RouteConfig) (*Route, error) {
 	if rc.Port < 0 || rc.Port > 65535 {
 		return nil, fmt.Errorf("port: %d is out of range; use 1-65535 or leave it out for any port", rc.Port)
 	}
-	match, err := hostMatcher(host)
+	key, wildcard, err := hostKey(host)
 	if err != nil {
 		return nil, fmt.Errorf("host: %w", err)
 	}
-	return &Route{Host: host, Port: rc.Port, Certificate: rc.Certificate, TLS: rc.TLS, match: match}, nil
+	return &Route{Host: host, Port: rc.Port, Certificate: rc.Certificate, TLS: rc.TLS,
+		key: key, wildcard: wildcard}, nil
 }
 
-func hostMatcher(host string) (func(string) bool, error) {
+// hostKey checks a route's host and returns what a request's host is compared
+// with: an IP address in canonical form, the name itself, or, for "*.example.com",
+// the suffix ".example.com" (wildcard true).
+func hostKey(host string) (key string, wildcard bool, err error) {
 	if host == "" {
-		return nil, fmt.Errorf("is empty; write a name such as \"hooks.example.com\", \"*.example.com\" or an IP")
+		return "", false, fmt.Errorf("is empty; write a name such as \"hooks.example.com\", " +
+			"\"*.example.com\" or an IP")
 	}
 	if ip, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil {
-		want := ip.Unmap().String()
-		return func(h string) bool { return h == want }, nil
+		return ip.Unmap().String(), false, nil
 	}
 	if suffix, ok := strings.CutPrefix(host, "*."); ok {
 		if err := CheckHostName(suffix); err != nil {
-			return nil, fmt.Errorf("%q: %w", host, err)
+			return "", false, fmt.Errorf("%q: %w", host, err)
 		}
-		dotted := "." + suffix
-		return func(h string) bool { return strings.HasSuffix(h, dotted) }, nil
+		return "." + suffix, true, nil
 	}
 	if err := CheckHostName(host); err != nil {
-		return nil, fmt.Errorf("%q: %w", host, err)
+		return "", false, fmt.Errorf("%q: %w", host, err)
 	}
-	return func(h string) bool { return h == host }, nil
+	return host, false, nil
 }
 
 // CheckHostName accepts DNS names made of letters, digits, '-' and '_' in

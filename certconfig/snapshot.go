@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -106,7 +107,8 @@ type Route struct {
 	Certificate string
 	TLS         bool
 
-	match func(host string) bool
+	key      string // see hostKey
+	wildcard bool
 }
 
 // Matches reports whether the route applies to host (a name or IP without port,
@@ -115,7 +117,10 @@ func (r *Route) Matches(host string, port int) bool {
 	if r.Port != 0 && r.Port != port {
 		return false
 	}
-	return r.match(host)
+	if r.wildcard {
+		return strings.HasSuffix(host, r.key)
+	}
+	return host == r.key
 }
 
 // Snapshot is a complete, validated view of the configuration. It is never changed
@@ -128,6 +133,9 @@ type Snapshot struct {
 	LoadedAt     time.Time
 	// Files lists every file the snapshot was read from (config, PEMs, passphrases).
 	Files []string
+
+	// routes indexes Routes; NewSnapshot sets it. Without it, Route scans.
+	routes *routeIndex
 }
 
 // Certificate returns the certificate called name, whether enabled or not.
@@ -136,14 +144,68 @@ func (s *Snapshot) Certificate(name string) (*Certificate, bool) {
 	return c, ok
 }
 
-// Route returns the first route that matches host and port, or nil.
+// Route returns the first route that matches host and port, or nil. host is a name
+// or IP without port, lowercase, without a trailing dot.
 func (s *Snapshot) Route(host string, port int) *Route {
+	if s.routes != nil {
+		return s.routes.lookup(s.Routes, host, port)
+	}
 	for _, r := range s.Routes {
 		if r.Matches(host, port) {
 			return r
 		}
 	}
 	return nil
+}
+
+// routeIndex finds the first matching route without trying every route: with one
+// route per certificate, scanning 10,000 routes took longer than the rest of the
+// request. It maps each exact host, and each wildcard suffix, to the positions of
+// the routes that name it, in order.
+type routeIndex struct {
+	exact    map[string][]int32
+	wildcard map[string][]int32 // by suffix, with its leading dot
+}
+
+func indexRoutes(routes []*Route) *routeIndex {
+	x := &routeIndex{exact: map[string][]int32{}, wildcard: map[string][]int32{}}
+	for i, r := range routes {
+		m := x.exact
+		if r.wildcard {
+			m = x.wildcard
+		}
+		m[r.key] = append(m[r.key], int32(i))
+	}
+	return x
+}
+
+// lookup returns the route of lowest position among those for host itself and for
+// every suffix of host that starts at a dot, whose port matches.
+func (x *routeIndex) lookup(routes []*Route, host string, port int) *Route {
+	best := -1
+	consider := func(positions []int32) {
+		for _, i := range positions {
+			if best >= 0 && int(i) >= best {
+				return
+			}
+			if p := routes[i].Port; p == 0 || p == port {
+				best = int(i)
+				return
+			}
+		}
+	}
+	consider(x.exact[host])
+	if len(x.wildcard) > 0 {
+		for i := 0; i < len(host); i++ {
+			if host[i] == '.' {
+				consider(x.wildcard[host[i:]])
+			}
+		}
+	}
+	if best < 0 {
+		return nil
+	}
+	return routes[best]
 }
 
 // ReloadStatus is the outcome of the latest attempt to load the configuration.

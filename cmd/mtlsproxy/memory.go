@@ -2,8 +2,8 @@ package main
 
 import (
 	"os"
-	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"time"
 
 	"github.com/mtlsproxy/mtlsproxy/certconfig"
@@ -11,13 +11,15 @@ import (
 
 // A proxy allocates a lot per request and keeps little: raising the garbage
 // collector's target from 100% to 400% gave about a third more requests per second
-// on one core. The heap would then grow to five times what the configuration keeps
-// alive, which with thousands of certificates is hundreds of megabytes, so a soft
-// memory limit (twice the live heap after a load, at least gcFloor) bounds it. An
-// operator's GOGC or GOMEMLIMIT wins over both.
+// on one core. The heap may then grow to five times what the configuration keeps
+// alive, which with thousands of certificates is a hundred megabytes or more, so a
+// soft memory limit bounds it: what the process holds once a snapshot is settled,
+// plus gcHeadroom for the garbage of the requests. With a small configuration the
+// limit is never reached and the 400% target alone decides. An operator's GOGC or
+// GOMEMLIMIT wins over both.
 const (
-	gcPercent = 400
-	gcFloor   = 96 << 20
+	gcPercent  = 400
+	gcHeadroom = 24 << 20
 )
 
 // tuneGC applies the collector settings and keeps the memory limit in step with
@@ -45,9 +47,18 @@ func settleMemory() {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return
 	}
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	debug.SetMemoryLimit(int64(max(gcFloor, 2*m.HeapAlloc)))
+	debug.SetMemoryLimit(int64(heldMemory() + gcHeadroom))
+}
+
+// heldMemory is what the Go runtime holds from the system and has not returned:
+// the quantity a memory limit applies to.
+func heldMemory() uint64 {
+	samples := []metrics.Sample{
+		{Name: "/memory/classes/total:bytes"},
+		{Name: "/memory/classes/heap/released:bytes"},
+	}
+	metrics.Read(samples)
+	return samples[0].Value.Uint64() - samples[1].Value.Uint64()
 }
 
 // loadGCPercent is the collector's target while a config file loads. Parsing
