@@ -22,14 +22,14 @@ test:
 demo:
 	bash examples/demo.sh
 
-## bench: Go benchmarks, the binary's memory with 10,000 certificates (bench/rss),
-##        then mtlsproxy against nginx and HAProxy side by side (bench/run.sh;
-##        QUICK=1 for a short run; needs root to install packages)
+## bench: mtlsproxy against nginx and HAProxy side by side (bench/run.sh; QUICK=1
+##        for a short run; needs root to install packages), then the Go benchmarks
+##        and the binary's memory with 10,000 certificates (bench/rss)
 bench: build
-	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=3x ./certconfig/
+	MTLSPROXY_BIN=$(abspath $(BIN)) bash bench/run.sh
+	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=5x ./certconfig/
 	$(GO) test -run='^$$' -bench=. -benchmem ./proxy/
 	$(GO) run ./bench/rss -bin $(BIN) -out bench/rss.md
-	MTLSPROXY_BIN=$(abspath $(BIN)) bash bench/run.sh
 
 ## fuzz: run each fuzz target for FUZZTIME (seed corpora already run in make test)
 FUZZTIME ?= 30s

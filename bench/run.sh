@@ -20,7 +20,10 @@
 #   MTLSPROXY_BIN      a prebuilt binary to measure instead of building one
 #   LOAD_CPU [0]       CPU for wrk and the upstream; PROXY_CPU [1] for the proxy
 #   NICE [0]           nice value for everything measured (-10 holds off other work a bit)
-#   RESULTS [bench/results.md]   where the Markdown report goes
+#   RESULTS [bench/results.md]   where the Markdown report goes; a partial run
+#                      (QUICK, SCENARIOS or PROXIES set) goes to bench/results-partial.md
+#                      instead, so that it does not replace the full tables
+#   SETTLE [90]        seconds to wait at most for the load average to drop first
 #   KEEP=1             keep the work folder (configs, logs, raw runs) and print its path
 set -euo pipefail
 
@@ -35,10 +38,15 @@ WARMUP=${WARMUP:-3s}
 REPEAT=${REPEAT:-3}
 CONNS=${CONNS:-32}
 BIG_CONNS=${BIG_CONNS:-8}
+[[ -n ${PROXIES:-} ]] && PROXIES_SET=1
 PROXIES=${PROXIES:-mtlsproxy nginx haproxy}
 LOAD_CPU=${LOAD_CPU:-0}
 PROXY_CPU=${PROXY_CPU:-1}
+if [[ ${QUICK:-0} == 1 || -n ${SCENARIOS:-} || -n ${PROXIES_SET:-} ]]; then
+	RESULTS=${RESULTS:-$here/results-partial.md}
+fi
 RESULTS=${RESULTS:-$here/results.md}
+SETTLE=${SETTLE:-90}
 NICE=${NICE:-0}
 
 read -ra scenarios <<<"${SCENARIOS:-keepalive client-close upstream-close post-1mib}"
@@ -854,6 +862,15 @@ write_markdown() {
 main() {
 	ensure_tools
 	load_before=$(load_average)
+	if busy "$load_before" && ((SETTLE > 0)); then
+		log "load average $load_before on $(nproc) CPUs; waiting up to ${SETTLE}s for it to drop"
+		local waited=0
+		while busy "$load_before" && ((waited < SETTLE)); do
+			sleep 5
+			waited=$((waited + 5))
+			load_before=$(load_average)
+		done
+	fi
 	if busy "$load_before"; then
 		log "warning: load average $load_before on $(nproc) CPUs before starting;" \
 			"other work will distort the results"
@@ -888,8 +905,13 @@ main() {
 
 	local estimate n
 	n=$(wc -w <<<"$live_proxies")
-	estimate=$((($(seconds "$DURATION") + $(seconds "$WARMUP") + 1) * REPEAT * 4 * n + 4 * n))
-	log "measuring ${live_proxies# }; about $((estimate / 60 + 1)) minutes"
+	estimate=$((($(seconds "$DURATION") + $(seconds "$WARMUP") + 1) * REPEAT * ${#scenarios[@]} * n +
+		4 * ${#scenarios[@]} * n))
+	if ((estimate < 120)); then
+		log "measuring ${live_proxies# }; about ${estimate}s"
+	else
+		log "measuring ${live_proxies# }; about $((estimate / 60 + 1)) minutes"
+	fi
 	for scenario in "${scenarios[@]}"; do
 		run_scenario "$scenario"
 	done
