@@ -68,7 +68,8 @@ func runHelp(args []string, stdout, stderr io.Writer) int {
 		fs, _ := checkFlags(stdout)
 		fs.Usage()
 	case "certs":
-		return admin.RunCLI(context.Background(), []string{"-h"}, stdout, stderr)
+		// Help asked for is output, like the help of the other commands.
+		return admin.RunCLI(context.Background(), []string{"-h"}, stdout, stdout)
 	case "version":
 		versionFlags(stdout).Usage()
 	default:

@@ -44,6 +44,8 @@ func TestRunCommandLine(t *testing.T) {
 			wantCode: exitUsage, wantStderr: `unexpected argument "now"`},
 		{name: "help version", args: []string{"help", "version"}, wantCode: exitOK,
 			wantStdout: "usage: mtlsproxy version"},
+		{name: "help certs", args: []string{"help", "certs"}, wantCode: exitOK,
+			wantStdout: "usage: mtlsproxy certs"},
 		{name: "unknown command", args: []string{"frobnicate"}, wantCode: exitUsage,
 			wantStderr: `unknown command "frobnicate"`},
 		{name: "check without -config", args: []string{"check"}, wantCode: exitUsage,
