@@ -27,7 +27,8 @@ demo:
 ##        and the binary's memory with 10,000 certificates (bench/rss)
 bench: build
 	MTLSPROXY_BIN=$(abspath $(BIN)) bash bench/run.sh
-	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=5x ./certconfig/
+	$(GO) test -run='^$$' -bench='LoadFile|ReloadUnchanged' -benchmem -benchtime=5x ./certconfig/
+	$(GO) test -run='^$$' -bench='Route' -benchmem ./certconfig/
 	$(GO) test -run='^$$' -bench=. -benchmem ./proxy/
 	$(GO) run ./bench/rss -bin $(BIN) -out bench/rss.md
 
