@@ -266,17 +266,24 @@ func TestOpenStoreRejectsCorruptState(t *testing.T) {
 	}
 }
 
-func TestReloaderRejectsFileCertificateNamedLikeAPIOne(t *testing.T) {
-	t.Parallel()
-	r, dir := overlayEnv(t)
-	seedState(t, r, addAPI("api", true))
-	before := r.Current.Load()
+// writeClashingConfig makes the config file define a certificate named "api", like
+// the one addAPI("api", ...) adds through the admin state.
+func writeClashingConfig(t *testing.T, dir string) {
+	t.Helper()
 	writeFile(t, dir, "mtlsproxy.toml", []byte(overlayConfig+`
 [[certificate]]
 name = "api"
 cert_file = "file.pem"
 key_file = "file.key"
 `), 0o600)
+}
+
+func TestReloaderRejectsFileCertificateNamedLikeAPIOne(t *testing.T) {
+	t.Parallel()
+	r, dir := overlayEnv(t)
+	seedState(t, r, addAPI("api", true))
+	before := r.Current.Load()
+	writeClashingConfig(t, dir)
 	_, err := r.Reload("SIGHUP")
 	if !errors.Is(err, ErrDuplicateName) || !strings.Contains(err.Error(), `certificate "api"`) {
 		t.Fatalf("reload with a name clash: %v", err)
@@ -293,12 +300,7 @@ func TestReloaderChangeResolvingANameClashLoadsTheFile(t *testing.T) {
 	t.Parallel()
 	r, dir := overlayEnv(t)
 	seedState(t, r, addAPI("api", true))
-	writeFile(t, dir, "mtlsproxy.toml", []byte(overlayConfig+`
-[[certificate]]
-name = "api"
-cert_file = "file.pem"
-key_file = "file.key"
-`), 0o600)
+	writeClashingConfig(t, dir)
 	if _, err := r.Reload("file change"); !errors.Is(err, ErrDuplicateName) {
 		t.Fatalf("reload with a name clash: %v", err)
 	}

@@ -142,14 +142,11 @@ func measure(bin, dir, name string, n, rebuilds int) ([]row, error) {
 	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		return nil, err
 	}
-	same, err := waitFor(logs, "configuration loaded", time.Minute)
+	same, err := reloaded(logs, cmd.Process.Pid, "reload, nothing changed")
 	if err != nil {
 		return nil, err
 	}
-	if rss, err = settled(cmd.Process.Pid); err != nil {
-		return nil, err
-	}
-	rows = append(rows, row{"reload, nothing changed", rss, same.took()})
+	rows = append(rows, same)
 
 	for i := range rebuilds {
 		// The shared chain file changes: every certificate is parsed again.
@@ -164,17 +161,27 @@ func measure(bin, dir, name string, n, rebuilds int) ([]row, error) {
 		if err != nil {
 			return nil, err
 		}
-		full, err := waitFor(logs, "configuration loaded", time.Minute)
+		full, err := reloaded(logs, cmd.Process.Pid,
+			fmt.Sprintf("reload %d, every certificate parsed again", i+1))
 		if err != nil {
 			return nil, err
 		}
-		if rss, err = settled(cmd.Process.Pid); err != nil {
-			return nil, err
-		}
-		rows = append(rows, row{fmt.Sprintf("reload %d, every certificate parsed again", i+1),
-			rss, full.took()})
+		rows = append(rows, full)
 	}
 	return rows, nil
+}
+
+// reloaded waits for the next load to be in force and settled and returns its row.
+func reloaded(logs <-chan logLine, pid int, what string) (row, error) {
+	l, err := waitFor(logs, "configuration loaded", time.Minute)
+	if err != nil {
+		return row{}, err
+	}
+	rss, err := settled(pid)
+	if err != nil {
+		return row{}, err
+	}
+	return row{what, rss, l.took()}, nil
 }
 
 // writeConfig writes n certificates with a route each and returns the config path
