@@ -48,6 +48,9 @@ type deferredKey struct {
 	err  error
 }
 
+// String keeps the key out of anything printed with fmt.
+func (k *deferredKey) String() string { return "private key (not shown)" }
+
 func (k *deferredKey) load() (crypto.Signer, error) {
 	k.once.Do(func() {
 		parsed, err := parseKeyDER("PRIVATE KEY", k.der)

@@ -12,6 +12,8 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -279,4 +281,29 @@ func pbes1Key(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	return pemBlock("ENCRYPTED PRIVATE KEY", der)
+}
+
+func TestPrintedCertificateShowsNoKey(t *testing.T) {
+	t.Parallel()
+	f := pki()
+	cc := CertificateConfig{Name: "acme", CertPEM: string(f.ec.CertPEM()),
+		KeyPEM: string(f.ec.KeyPEM())}
+	c, err := BuildCertificate(cc, t.TempDir(), SourceAPI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The private scalar, as fmt prints bytes and as it prints numbers.
+	d := f.ec.Key.(*ecdsa.PrivateKey).D
+	secrets := []string{strings.Trim(fmt.Sprint(d.Bytes()), "[]"), d.String()}
+	_ = c.TLS.PrivateKey.(crypto.Signer).Public() // parsed, as after a first handshake
+	var logged strings.Builder
+	slog.New(slog.NewTextHandler(&logged, nil)).Info("x", "certificate", c)
+	for _, out := range []string{fmt.Sprintf("%v", c), fmt.Sprintf("%+v", c),
+		fmt.Sprintf("%+v", c.TLS), logged.String()} {
+		for _, secret := range secrets {
+			if strings.Contains(out, secret) {
+				t.Errorf("the private key shows in %q", out)
+			}
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -86,6 +87,15 @@ func (c *Certificate) WarningsAt(now time.Time) []string {
 	}
 	return out
 }
+
+// String names the certificate without its material: printing a Certificate with
+// fmt's %v or %+v, or as a slog value, never shows its private key.
+func (c *Certificate) String() string {
+	return fmt.Sprintf("certificate %q (%s, %s, id %.12s)", c.Name, c.Source, c.Subject, c.ID)
+}
+
+// LogValue is what log/slog records for a Certificate: see String.
+func (c *Certificate) LogValue() slog.Value { return slog.StringValue(c.String()) }
 
 // Leaf parses the leaf certificate again, for views that need more than Subject and
 // the dates. It returns nil for a Certificate that has none.
