@@ -5,25 +5,32 @@
 // It writes N client certificates (ECDSA P-256, each in its own cert and key file,
 // sharing one intermediate in ca_file and one upstream CA) and a route for each,
 // starts `mtlsproxy serve` on loopback, and reads VmRSS from /proc after the start,
-// after a reload with nothing changed (SIGHUP) and after reloads where the shared
-// chain file changed, so that every certificate is parsed again.
+// after a reload with nothing changed (SIGHUP), after reloads where the shared
+// chain file changed, so that every certificate is parsed again, and at its highest
+// while keep-alive requests flow through it to an mTLS upstream on loopback.
 //
 //	go run ./bench/rss -bin path/to/mtlsproxy [-n 10000] [-out bench/rss.md]
 package main
 
 import (
 	"bufio"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -72,7 +79,7 @@ func run(bin string, n, rebuilds int, out string) error {
 	if err != nil {
 		return err
 	}
-	rows = append(rows, one[0])
+	rows = append(rows, one...)
 	many, err := measure(bin, dir, "many", n, rebuilds)
 	if err != nil {
 		return err
@@ -100,7 +107,15 @@ func run(bin string, n, rebuilds int, out string) error {
 // binary on it and returns the rows measured.
 func measure(bin, dir, name string, n, rebuilds int) ([]row, error) {
 	d := filepath.Join(dir, name)
-	config, chain, err := writeConfig(d, n)
+	root := testpki.NewRoot("rss root")
+	inter := root.Intermediate("rss intermediate")
+	up, err := startUpstream(root)
+	if err != nil {
+		return nil, err
+	}
+	defer up.Close()
+	target := up.Listener.Addr().String()
+	config, chain, listen, err := writeConfig(d, n, root, inter, target)
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +151,7 @@ func measure(bin, dir, name string, n, rebuilds int) ([]row, error) {
 	rows = append(rows, row{label("after start"), rss, start.took()})
 	if n == 1 {
 		rows[0].what, rows[0].reload = "one certificate, after start (baseline)", 0
-		return rows, nil
+		return append(rows, loadRow("one certificate, ", listen, target, cmd.Process.Pid)), nil
 	}
 
 	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
@@ -168,7 +183,107 @@ func measure(bin, dir, name string, n, rebuilds int) ([]row, error) {
 		}
 		rows = append(rows, full)
 	}
-	return rows, nil
+
+	return append(rows, loadRow("", listen, target, cmd.Process.Pid)), nil
+}
+
+// loadRow runs the load and describes it; a failed load is reported in the row.
+func loadRow(prefix, listen, target string, pid int) row {
+	peak, requests, err := load(listen, target, loadConns, loadTime, pid)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "rss:", err)
+		return row{what: prefix + "under load: failed, see above"}
+	}
+	return row{what: fmt.Sprintf("%speak under keep-alive load (%d connections, %s, "+
+		"%d requests)", prefix, loadConns, loadTime, requests), rssKB: peak}
+}
+
+// The load that shows what the heap grows to while requests flow.
+const (
+	loadConns    = 32
+	loadTime     = 5 * time.Second
+	loadRequests = 1_000_000 // a bound on the count as well as the time
+)
+
+// startUpstream starts a TLS server on loopback that requires a client certificate
+// issued under root, with a server certificate from root for 127.0.0.1.
+func startUpstream(root *testpki.Cert) (*httptest.Server, error) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "ok\n")
+	}))
+	server := root.Server(testpki.Options{CommonName: "rss upstream",
+		IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	srv.TLS = &tls.Config{
+		Certificates: []tls.Certificate{server.TLS()},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    root.Pool(),
+	}
+	srv.StartTLS()
+	return srv, nil
+}
+
+// load sends keep-alive GETs to target through the proxy at proxyAddr from conns
+// clients for d (or until loadRequests), sampling the proxy's RSS, and returns the
+// highest sample and the number of requests answered.
+func load(proxyAddr, target string, conns int, d time.Duration, pid int) (int, int64, error) {
+	tr := &http.Transport{
+		Proxy:               http.ProxyURL(&url.URL{Scheme: "http", Host: proxyAddr}),
+		MaxIdleConnsPerHost: conns,
+		MaxConnsPerHost:     conns,
+		DisableCompression:  true,
+	}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	var (
+		done     atomic.Int64
+		failure  atomic.Pointer[error]
+		stop     = time.Now().Add(d)
+		wg       sync.WaitGroup
+		finished = make(chan struct{})
+	)
+	for range conns {
+		wg.Go(func() {
+			for time.Now().Before(stop) && done.Load() < loadRequests && failure.Load() == nil {
+				if err := get(client, "http://"+target+"/"); err != nil {
+					failure.CompareAndSwap(nil, &err)
+					return
+				}
+				done.Add(1)
+			}
+		})
+	}
+	go func() { wg.Wait(); close(finished) }()
+	peak := 0
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			if rss, err := rssOf(pid); err == nil {
+				peak = max(peak, rss)
+			}
+		case <-finished:
+			if err := failure.Load(); err != nil {
+				return 0, 0, fmt.Errorf("load through the proxy: %w", *err)
+			}
+			return peak, done.Load(), nil
+		}
+	}
+}
+
+func get(client *http.Client, u string) error {
+	resp, err := client.Get(u)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s (%s)", u, resp.Status, resp.Header.Get("X-Mtls-Proxy-Error"))
+	}
+	return nil
 }
 
 // reloaded waits for the next load to be in force and settled and returns its row.
@@ -184,25 +299,31 @@ func reloaded(logs <-chan logLine, pid int, what string) (row, error) {
 	return row{what, rss, l.took()}, nil
 }
 
-// writeConfig writes n certificates with a route each and returns the config path
-// and the path of the chain file they share.
-func writeConfig(dir string, n int) (config, chain string, err error) {
+// writeConfig writes n certificates issued by inter with a route each, and a route
+// that sends requests for target with the first of them. It returns the config
+// path, the path of the chain file the certificates share and the proxy's address.
+func writeConfig(dir string, n int, root, inter *testpki.Cert,
+	target string) (config, chain, addr string, err error) {
 	if err := os.MkdirAll(filepath.Join(dir, "certs"), 0o700); err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
-	root := testpki.NewRoot("rss root")
-	inter := root.Intermediate("rss intermediate")
 	chain = filepath.Join(dir, "chain.pem")
 	files := map[string][]byte{chain: inter.CertPEM(), filepath.Join(dir, "server-ca.pem"): root.CertPEM()}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
-	addr := ln.Addr().String()
+	addr = ln.Addr().String()
 	_ = ln.Close()
+	host, port, err := net.SplitHostPort(target)
+	if err != nil {
+		return "", "", "", err
+	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "[proxy]\nlisten = %q\n\n[admin]\ndisabled = true\n\n"+
-		"[log]\nformat = \"json\"\nlevel = \"info\"\n\n", addr)
+	fmt.Fprintf(&b, "[proxy]\nlisten = %q\n\n[egress]\ndeny_private = false\n\n"+
+		"[admin]\ndisabled = true\n\n[log]\nformat = \"json\"\nlevel = \"info\"\n\n", addr)
+	fmt.Fprintf(&b, "[[route]]\nhost = %q\nport = %s\ncertificate = \"t00000\"\ntls = true\n\n",
+		host, port)
 	year := time.Now().AddDate(1, 0, 0)
 	for i := range n {
 		name := fmt.Sprintf("t%05d", i)
@@ -217,11 +338,11 @@ func writeConfig(dir string, n int) (config, chain string, err error) {
 	}
 	for path, data := range files {
 		if err := os.WriteFile(path, data, 0o600); err != nil {
-			return "", "", err
+			return "", "", "", err
 		}
 	}
 	config = filepath.Join(dir, "mtlsproxy.toml")
-	return config, chain, os.WriteFile(config, []byte(b.String()), 0o600)
+	return config, chain, addr, os.WriteFile(config, []byte(b.String()), 0o600)
 }
 
 type logLine struct {
@@ -271,6 +392,11 @@ func waitFor(logs <-chan logLine, msg string, limit time.Duration) (logLine, err
 // settled waits for serve to settle its memory and returns the process's VmRSS.
 func settled(pid int) (int, error) {
 	time.Sleep(settle)
+	return rssOf(pid)
+}
+
+// rssOf returns the VmRSS of a process, in kB.
+func rssOf(pid int) (int, error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
