@@ -3,7 +3,6 @@ package admin
 import (
 	"crypto/x509"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -77,32 +76,11 @@ func listView(snap *certconfig.Snapshot, st certconfig.ReloadStatus, now time.Ti
 	for _, r := range snap.Routes {
 		routes[r.Certificate] = append(routes[r.Certificate], routeView(r))
 	}
-	for _, name := range snapshotNames(snap) {
+	for _, name := range snap.OrderedNames() {
 		c := snap.Certificates[name]
 		out.Certificates = append(out.Certificates, viewOf(c, routes[name], now))
 	}
 	return out
-}
-
-// snapshotNames gives the names in configuration order, then any others sorted, so
-// that a certificate missing from Names is still shown.
-func snapshotNames(snap *certconfig.Snapshot) []string {
-	seen := make(map[string]bool, len(snap.Names))
-	var names []string
-	for _, n := range snap.Names {
-		if _, ok := snap.Certificates[n]; ok && !seen[n] {
-			seen[n] = true
-			names = append(names, n)
-		}
-	}
-	var rest []string
-	for n := range snap.Certificates {
-		if !seen[n] {
-			rest = append(rest, n)
-		}
-	}
-	sort.Strings(rest)
-	return append(names, rest...)
 }
 
 func danglingRoutes(snap *certconfig.Snapshot) []RouteView {

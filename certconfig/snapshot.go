@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -146,6 +147,27 @@ type Snapshot struct {
 
 	// routes indexes Routes; NewSnapshot sets it. Without it, Route scans.
 	routes *routeIndex
+}
+
+// OrderedNames lists the certificates in configuration order (Names), then any
+// others (added through the admin API) sorted by name.
+func (s *Snapshot) OrderedNames() []string {
+	seen := make(map[string]bool, len(s.Certificates))
+	names := make([]string, 0, len(s.Certificates))
+	for _, n := range s.Names {
+		if _, ok := s.Certificates[n]; ok && !seen[n] {
+			seen[n] = true
+			names = append(names, n)
+		}
+	}
+	var rest []string
+	for n := range s.Certificates {
+		if !seen[n] {
+			rest = append(rest, n)
+		}
+	}
+	sort.Strings(rest)
+	return append(names, rest...)
 }
 
 // Certificate returns the certificate called name, whether enabled or not.

@@ -8,8 +8,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"slices"
-	"sort"
 	"strings"
 	"text/tabwriter"
 
@@ -125,7 +123,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (code int, done bool) {
 // joined by "; ".
 func writeCertificates(w io.Writer, snap *certconfig.Snapshot) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	for _, name := range certificateNames(snap) {
+	for _, name := range snap.OrderedNames() {
 		fmt.Fprintln(tw, certificateLine(snap.Certificates[name]))
 	}
 	if err := tw.Flush(); err != nil {
@@ -155,23 +153,4 @@ func source(c *certconfig.Certificate) string {
 		return certconfig.SourceConfig
 	}
 	return c.Source
-}
-
-// certificateNames lists the snapshot's certificates in configuration order, then
-// any others (added through the admin API) by name.
-func certificateNames(snap *certconfig.Snapshot) []string {
-	names := make([]string, 0, len(snap.Certificates))
-	for _, n := range snap.Names {
-		if _, ok := snap.Certificates[n]; ok && !slices.Contains(names, n) {
-			names = append(names, n)
-		}
-	}
-	var rest []string
-	for n := range snap.Certificates {
-		if !slices.Contains(names, n) {
-			rest = append(rest, n)
-		}
-	}
-	sort.Strings(rest)
-	return append(names, rest...)
 }

@@ -59,7 +59,7 @@ func isTerminal(w io.Writer) bool {
 // logSnapshot writes one line per certificate loaded at start. The Reloader has
 // already logged the summary and every certificate warning.
 func logSnapshot(log *slog.Logger, snap *certconfig.Snapshot) {
-	for _, name := range certificateNames(snap) {
+	for _, name := range snap.OrderedNames() {
 		c := snap.Certificates[name]
 		log.Info("certificate loaded",
 			"certificate", c.Name,
