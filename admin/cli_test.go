@@ -105,13 +105,13 @@ func TestCLILifecycle(t *testing.T) {
 	if v.SHA256Fingerprint != fingerprintOf(pki().renewed) {
 		t.Errorf("after replace the fingerprint is %s", v.SHA256Fingerprint)
 	}
-	if len(v.Chain) != 1 || !containsText(v.Warnings, "passphrase") {
+	if len(v.Chain) != 1 || !hasWarning(v.Warnings, "passphrase") {
 		t.Errorf("replace without -ca or -no-passphrase: chain %v, warnings %v (want the "+
 			"stored chain and passphrase kept)", v.Chain, v.Warnings)
 	}
 	e.mustRun("replace", "acme", "-cert", at("renewed.pem"), "-key", at("renewed.key"),
 		"-no-ca", "-no-passphrase")
-	if v = e.show("acme"); len(v.Chain) != 0 || containsText(v.Warnings, "passphrase") {
+	if v = e.show("acme"); len(v.Chain) != 0 || hasWarning(v.Warnings, "passphrase") {
 		t.Errorf("after -no-ca -no-passphrase: chain %v, warnings %v", v.Chain, v.Warnings)
 	}
 

@@ -392,7 +392,7 @@ func (s *Server) logChange(r *http.Request, action, name string) {
 func (s *Server) checkDates(c *certconfig.Certificate) *APIError {
 	if len(c.TLS.Certificate) > 0 && s.now().After(c.NotAfter) {
 		return invalid("certificate_pem", "the certificate expired on %s; send a "+
-			"renewed one", c.NotAfter.UTC().Format(dateLayout))
+			"renewed one", certconfig.FormatDate(c.NotAfter))
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -318,7 +319,9 @@ func findView(l ListResponse, name string) (CertificateView, bool) {
 	return CertificateView{}, false
 }
 
-func hasWarning(ws []string, text string) bool { return containsText(ws, text) }
+func hasWarning(ws []string, text string) bool {
+	return slices.ContainsFunc(ws, func(w string) bool { return strings.Contains(w, text) })
+}
 
 func newTestServer(t *testing.T, srv *Server) *httptest.Server {
 	t.Helper()

@@ -2,14 +2,10 @@ package admin
 
 import (
 	"crypto/x509"
-	"fmt"
-	"strings"
 	"time"
 
 	"github.com/mtlsproxy/mtlsproxy/certconfig"
 )
-
-const dateLayout = "2006-01-02 15:04 UTC"
 
 // CertificateView is what the admin API shows of a certificate. It never holds the
 // private key or the passphrase.
@@ -123,7 +119,7 @@ func viewOf(c *certconfig.Certificate, routes []RouteView, now time.Time) Certif
 		ServerName:         c.ServerName,
 		InsecureSkipVerify: c.InsecureSkipVerify,
 		Routes:             routes,
-		Warnings:           warnings(c, now),
+		Warnings:           c.WarningsAt(now),
 	}
 	if leaf := c.Leaf(); leaf != nil {
 		v.Subject = c.Subject
@@ -176,23 +172,5 @@ func serialOf(c *x509.Certificate) string {
 	if len(b) == 0 {
 		return "00"
 	}
-	pairs := make([]string, len(b))
-	for i, x := range b {
-		pairs[i] = fmt.Sprintf("%02x", x)
-	}
-	return strings.Join(pairs, ":")
-}
-
-// warnings are c's warnings with those about its dates as they stand at now.
-func warnings(c *certconfig.Certificate, now time.Time) []string {
-	return c.WarningsAt(now)
-}
-
-func containsText(list []string, text string) bool {
-	for _, s := range list {
-		if strings.Contains(s, text) {
-			return true
-		}
-	}
-	return false
+	return certconfig.ColonHex(b)
 }

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -368,7 +367,7 @@ func (b *builder) pickLeaf(p *parts) (*x509.Certificate, []*x509.Certificate, er
 	}
 	if matches > 1 {
 		b.warn("%s holds %d certificates for this key; using the one valid until %s",
-			certInput(b.cc).usedKey(), matches, formatDate(leaf.NotAfter))
+			certInput(b.cc).usedKey(), matches, FormatDate(leaf.NotAfter))
 	}
 	return leaf, others, nil
 }
@@ -421,12 +420,22 @@ func setServerCAs(c *Certificate, cas []*x509.Certificate) {
 	c.ServerCAs, c.ServerCAPEM = shared.pool, shared.pem
 }
 
-// fingerprint is the SHA-256 of the DER, as lowercase hex pairs joined by colons.
+// fingerprint is the SHA-256 of the DER, in ColonHex.
 func fingerprint(c *x509.Certificate) string {
 	sum := sha256.Sum256(c.Raw)
-	pairs := make([]string, len(sum))
-	for i, b := range sum {
-		pairs[i] = hex.EncodeToString([]byte{b})
+	return ColonHex(sum[:])
+}
+
+// ColonHex writes b as lowercase hex pairs joined by colons ("0a:1b:2c"), the way
+// most tools show fingerprints and serial numbers.
+func ColonHex(b []byte) string {
+	const digits = "0123456789abcdef"
+	out := make([]byte, 0, 3*len(b))
+	for i, x := range b {
+		if i > 0 {
+			out = append(out, ':')
+		}
+		out = append(out, digits[x>>4], digits[x&0x0f])
 	}
-	return strings.Join(pairs, ":")
+	return string(out)
 }

@@ -337,10 +337,10 @@ func TestWarnings(t *testing.T) {
 	}{
 		{"expired", f.inter.Client(testpki.Options{NotBefore: now.Add(-72 * time.Hour),
 			NotAfter: now.Add(-24 * time.Hour)}), nil, "certificate expired on " +
-			formatDate(now.Add(-24*time.Hour)) + "; replace it"},
+			FormatDate(now.Add(-24*time.Hour)) + "; replace it"},
 		{"not yet valid", f.inter.Client(testpki.Options{NotBefore: now.Add(48 * time.Hour),
 			NotAfter: now.Add(96 * time.Hour)}), nil, "certificate is not valid until " +
-			formatDate(now.Add(48*time.Hour))},
+			FormatDate(now.Add(48*time.Hour))},
 		{"expires soon", f.inter.Client(testpki.Options{
 			NotAfter: now.Add(10*24*time.Hour - time.Minute)}), nil, "in 10 days; renew it"},
 		{"insecure", f.ec, func(cc *CertificateConfig) { cc.InsecureSkipVerify = true },

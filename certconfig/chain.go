@@ -18,9 +18,8 @@ import (
 // expiring soon.
 const ExpiryWarning = 30 * 24 * time.Hour
 
-const dateLayout = "2006-01-02 15:04 UTC"
-
-func formatDate(t time.Time) string { return t.UTC().Format(dateLayout) }
+// FormatDate writes t the way warnings and messages show dates: "2006-01-02 15:04 UTC".
+func FormatDate(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") }
 
 // orderChain orders the certificates to present after leaf: each is the issuer of
 // the one before it as far as the links go, then the unrelated ones in the order
@@ -87,13 +86,13 @@ func validityWarnings(what string, notBefore, notAfter, now time.Time) []string 
 	switch {
 	case now.After(notAfter):
 		return []string{fmt.Sprintf("%s expired on %s; replace it", what,
-			formatDate(notAfter))}
+			FormatDate(notAfter))}
 	case now.Before(notBefore):
 		return []string{fmt.Sprintf("%s is not valid until %s; check its dates or wait",
-			what, formatDate(notBefore))}
+			what, FormatDate(notBefore))}
 	case notAfter.Sub(now) < ExpiryWarning:
 		return []string{fmt.Sprintf("%s expires on %s, %s; renew it", what,
-			formatDate(notAfter), inDays(notAfter.Sub(now)))}
+			FormatDate(notAfter), inDays(notAfter.Sub(now)))}
 	}
 	return nil
 }

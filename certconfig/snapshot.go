@@ -83,7 +83,7 @@ func (c *Certificate) WarningsAt(now time.Time) []string {
 	for _, ca := range c.Chain {
 		if now.After(ca.NotAfter) {
 			out = append(out, fmt.Sprintf("chain certificate %q expired on %s; get the "+
-				"current one from your CA", ca.Subject.String(), formatDate(ca.NotAfter)))
+				"current one from your CA", ca.Subject.String(), FormatDate(ca.NotAfter)))
 		}
 	}
 	return out

@@ -142,7 +142,7 @@ func certificateLine(c *certconfig.Certificate) string {
 	if len(c.Warnings) > 0 {
 		warnings = "warnings: " + strings.Join(c.Warnings, "; ")
 	}
-	return strings.Join([]string{c.Name, state, source(c), subject(c), notAfter(c), warnings},
+	return strings.Join([]string{c.Name, state, source(c), c.Subject, notAfter(c), warnings},
 		"\t")
 }
 

@@ -64,17 +64,12 @@ func logSnapshot(log *slog.Logger, snap *certconfig.Snapshot) {
 		log.Info("certificate loaded",
 			"certificate", c.Name,
 			"enabled", c.Enabled,
-			"subject", subject(c),
+			"subject", c.Subject,
 			"not_after", notAfter(c),
 			"key_type", c.KeyType,
 			"fingerprint", c.Fingerprint,
 			"source", source(c))
 	}
-}
-
-// subject is the leaf's subject in RFC 2253 form, or "" if there is no leaf.
-func subject(c *certconfig.Certificate) string {
-	return c.Subject
 }
 
 // notAfter is the leaf's expiry in RFC 3339 (UTC), or "" if there is no leaf.
