@@ -120,8 +120,10 @@ func TestAdminLifecycle(t *testing.T) {
 		t.Errorf("mtlsproxy did not stop cleanly: %v", err)
 	}
 	info, err := os.Stat(filepath.Join(dir, "state", "state.json"))
-	if err != nil || info.Mode().Perm() != 0o600 {
-		t.Errorf("state file: %v, mode %v; want 0600", err, info.Mode())
+	if err != nil {
+		t.Errorf("state file: %v", err)
+	} else if mode := info.Mode().Perm(); mode != 0o600 {
+		t.Errorf("state file mode %v; want 0600", mode)
 	}
 }
 

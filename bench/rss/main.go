@@ -109,10 +109,7 @@ func measure(bin, dir, name string, n, rebuilds int) ([]row, error) {
 	d := filepath.Join(dir, name)
 	root := testpki.NewRoot("rss root")
 	inter := root.Intermediate("rss intermediate")
-	up, err := startUpstream(root)
-	if err != nil {
-		return nil, err
-	}
+	up := startUpstream(root)
 	defer up.Close()
 	target := up.Listener.Addr().String()
 	config, chain, listen, err := writeConfig(d, n, root, inter, target)
@@ -135,8 +132,6 @@ func measure(bin, dir, name string, n, rebuilds int) ([]row, error) {
 	logs := make(chan logLine, 16)
 	go readLogs(stderr, logs)
 
-	label := func(s string) string { return fmt.Sprintf("%s (%d)", s, n) }
-	var rows []row
 	start, err := waitFor(logs, "configuration loaded", 2*time.Minute)
 	if err != nil {
 		return nil, err
@@ -148,11 +143,11 @@ func measure(bin, dir, name string, n, rebuilds int) ([]row, error) {
 	if err != nil {
 		return nil, err
 	}
-	rows = append(rows, row{label("after start"), rss, start.took()})
 	if n == 1 {
-		rows[0].what, rows[0].reload = "one certificate, after start (baseline)", 0
-		return append(rows, loadRow("one certificate, ", listen, target, cmd.Process.Pid)), nil
+		return []row{{what: "one certificate, after start (baseline)", rssKB: rss},
+			loadRow("one certificate, ", listen, target, cmd.Process.Pid)}, nil
 	}
+	rows := []row{{fmt.Sprintf("after start (%d)", n), rss, start.took()}}
 
 	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		return nil, err
@@ -207,7 +202,7 @@ const (
 
 // startUpstream starts a TLS server on loopback that requires a client certificate
 // issued under root, with a server certificate from root for 127.0.0.1.
-func startUpstream(root *testpki.Cert) (*httptest.Server, error) {
+func startUpstream(root *testpki.Cert) *httptest.Server {
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
 	}))
@@ -219,7 +214,7 @@ func startUpstream(root *testpki.Cert) (*httptest.Server, error) {
 		ClientCAs:    root.Pool(),
 	}
 	srv.StartTLS()
-	return srv, nil
+	return srv
 }
 
 // load sends keep-alive GETs to target through the proxy at proxyAddr from conns
@@ -346,6 +341,7 @@ func writeConfig(dir string, n int, root, inter *testpki.Cert,
 }
 
 type logLine struct {
+	Level      string  `json:"level"`
 	Msg        string  `json:"msg"`
 	DurationMS float64 `json:"duration_ms"`
 }
@@ -359,15 +355,15 @@ func readLogs(r io.Reader, out chan<- logLine) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
+		// Errors, and lines that are not JSON (a start that failed before logging
+		// was set up), say why a wait below would time out.
 		var l logLine
-		if json.Unmarshal(sc.Bytes(), &l) != nil {
+		if json.Unmarshal(sc.Bytes(), &l) != nil || l.Level == "ERROR" {
+			fmt.Fprintln(os.Stderr, "rss: mtlsproxy:", sc.Text())
 			continue
 		}
-		switch l.Msg {
-		case "configuration loaded", "listening":
+		if l.Msg == "configuration loaded" || l.Msg == "listening" {
 			out <- l
-		case "reload failed", "cannot start", "cannot listen":
-			fmt.Fprintln(os.Stderr, "rss: mtlsproxy:", sc.Text())
 		}
 	}
 }

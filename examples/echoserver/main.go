@@ -63,7 +63,6 @@ func run(o options, stdout io.Writer) error {
 	}
 	srv := &http.Server{
 		Handler:           http.HandlerFunc(echo),
-		TLSConfig:         cfg,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          log.New(os.Stderr, "echoserver: ", log.LstdFlags),
 	}
