@@ -275,14 +275,11 @@ make_pki() {
 
 # The bodies carry a per-run nonce and the subject of the client certificate the upstream
 # verified, so a 200 with the expected body proves the request crossed the proxy over mTLS.
-write_upstream() {
-	local d=$work/upstream pad=0123456789abcdef01234567
-	mkdir -p "$d/www" "$d/tmp"
-	{
-		printf 'big %s\n' "$nonce"
-		head -c $((big_bytes - 5 - ${#nonce})) /dev/zero | tr '\0' 'b'
-	} >"$d/www/big"
-	cat >"$d/nginx.conf" <<-EOF
+# nginx_prelude DIR: the start of an nginx.conf for one worker in the foreground,
+# with its pid, error log and temporary files in DIR, up to the inside of http {}.
+nginx_prelude() {
+	local d=$1
+	cat <<-EOF
 		worker_processes 1;
 		daemon off;
 		pid $d/nginx.pid;
@@ -295,6 +292,18 @@ write_upstream() {
 		    fastcgi_temp_path $d/tmp/fastcgi;
 		    uwsgi_temp_path $d/tmp/uwsgi;
 		    scgi_temp_path $d/tmp/scgi;
+	EOF
+}
+
+write_upstream() {
+	local d=$work/upstream pad=0123456789abcdef01234567
+	mkdir -p "$d/www" "$d/tmp"
+	{
+		printf 'big %s\n' "$nonce"
+		head -c $((big_bytes - 5 - ${#nonce})) /dev/zero | tr '\0' 'b'
+	} >"$d/www/big"
+	cat >"$d/nginx.conf" <<-EOF
+		$(nginx_prelude "$d")
 		    default_type text/plain;
 		    sendfile on;
 
@@ -404,18 +413,7 @@ write_nginx() {
 	local d=$work/nginx
 	mkdir -p "$d/tmp"
 	cat >"$d/nginx.conf" <<-EOF
-		worker_processes 1;
-		daemon off;
-		pid $d/nginx.pid;
-		error_log $d/error.log error;
-		events { worker_connections 8192; }
-		http {
-		    access_log off;
-		    client_body_temp_path $d/tmp/body;
-		    proxy_temp_path $d/tmp/proxy;
-		    fastcgi_temp_path $d/tmp/fastcgi;
-		    uwsgi_temp_path $d/tmp/uwsgi;
-		    scgi_temp_path $d/tmp/scgi;
+		$(nginx_prelude "$d")
 
 		    keepalive_timeout 300s;
 		    keepalive_requests 1000000;
@@ -543,18 +541,18 @@ start_proxy() {
 
 # wrk_args PROXY SCENARIO: sets the arrays `args` and `envs` for one wrk run.
 wrk_args() {
-	local proxy=$1 scenario=$2 path=/small dest=$up_port
-	args=(-t1 -c"$CONNS" --timeout 10s -s "$here/wrk.lua")
+	local proxy=$1 scenario=$2 path=/small dest=$up_port conns=$CONNS
+	args=()
 	envs=()
 	case $scenario in
 	client-close) args+=(-H "Connection: close") ;;
 	upstream-close) path=/close dest=$close_port ;;
 	post-1mib)
-		path=/big
-		args=(-t1 -c"$BIG_CONNS" --timeout 10s -s "$here/wrk.lua")
+		path=/big conns=$BIG_CONNS
 		envs+=(BENCH_METHOD=POST "BENCH_BODY_BYTES=$big_bytes")
 		;;
 	esac
+	args=(-t1 -c"$conns" --timeout 10s -s "$here/wrk.lua" "${args[@]}")
 	if [[ $proxy == mtlsproxy ]]; then
 		envs+=("BENCH_URI=http://127.0.0.1:$dest$path")
 		args+=("http://127.0.0.1:${port[$proxy]}/")
