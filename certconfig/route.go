@@ -82,8 +82,26 @@ func checkLabel(label string) error {
 func NormalizeHost(h string) string {
 	h = strings.TrimSuffix(strings.ToLower(h), ".")
 	h = strings.Trim(h, "[]")
+	if !mayBeAddr(h) {
+		return h // a host name: parsing would only allocate an error
+	}
 	if ip, err := netip.ParseAddr(h); err == nil {
 		return ip.Unmap().String()
 	}
 	return h
+}
+
+// mayBeAddr rules out lowercase host names without parsing: the addresses
+// netip.ParseAddr reads are made of hex digits, dots and colons up to a zone ('%').
+func mayBeAddr(h string) bool {
+	for i := 0; i < len(h); i++ {
+		switch c := h[i]; {
+		case c == '%':
+			return true
+		case '0' <= c && c <= '9', 'a' <= c && c <= 'f', c == '.', c == ':':
+		default:
+			return false
+		}
+	}
+	return true
 }

@@ -15,6 +15,9 @@ import (
 // ignored, as some resolvers do. Hosts that netip.ParseAddr accepts come back exactly
 // as it parses them.
 func ParseHostIP(host string) (netip.Addr, bool) {
+	if !mayBeIP(host) {
+		return netip.Addr{}, false // a host name: parsing would only allocate errors
+	}
 	if ip, err := netip.ParseAddr(host); err == nil {
 		return ip, true
 	}
@@ -26,6 +29,23 @@ func ParseHostIP(host string) (netip.Addr, bool) {
 		}
 	}
 	return parseLooseIPv4(h)
+}
+
+// mayBeIP rules out most host names without parsing: every form ParseHostIP
+// accepts is made of hex digits, 'x', dots, colons and brackets up to a zone ('%')
+// or white space, after which anything may follow.
+func mayBeIP(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '%' || c == ' ' || ('\t' <= c && c <= '\r'):
+			return true
+		case '0' <= c && c <= '9', 'a' <= c && c <= 'f', 'A' <= c && c <= 'F',
+			c == 'x', c == 'X', c == '.', c == ':', c == '[', c == ']':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // parseLooseIPv4 reads the BSD inet_aton forms of an IPv4 address.
