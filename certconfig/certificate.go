@@ -353,7 +353,7 @@ func (b *builder) pickLeaf(p *parts) (*x509.Certificate, []*x509.Certificate, er
 	matches := 0
 	for _, c := range dedupe(p.certs) {
 		switch {
-		case !sameKey(c, p.key.signer):
+		case !SameKey(c, p.key.signer):
 			others = append(others, c)
 		case leaf == nil || c.NotAfter.After(leaf.NotAfter):
 			leaf = c
@@ -375,7 +375,7 @@ func (b *builder) pickLeaf(p *parts) (*x509.Certificate, []*x509.Certificate, er
 func (b *builder) mismatch(p *parts) error {
 	certField := certInput(b.cc).usedKey()
 	for _, c := range p.cas {
-		if sameKey(c, p.key.signer) {
+		if SameKey(c, p.key.signer) {
 			return errorf(ErrKeyMismatch, "the private key belongs to a certificate in %s, "+
 				"not to any in %s; move that certificate to %s", caInput(b.cc).usedKey(),
 				certField, certField)

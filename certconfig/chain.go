@@ -33,7 +33,7 @@ func orderChain(leaf *x509.Certificate,
 		return bytes.Equal(c.Raw, leaf.Raw)
 	})
 	for cur := leaf; ; {
-		if isSelfSigned(cur) {
+		if IsSelfSigned(cur) {
 			complete = true
 			break
 		}
@@ -62,10 +62,10 @@ func issuedBy(child, parent *x509.Certificate) bool {
 	return true
 }
 
-// isSelfSigned reports whether c names itself as issuer and its own key verifies
+// IsSelfSigned reports whether c names itself as issuer and its own key verifies
 // its signature. CheckSignatureFrom is not used: it refuses a parent that is not a
 // CA, and self-signed leaves usually are not.
-func isSelfSigned(c *x509.Certificate) bool {
+func IsSelfSigned(c *x509.Certificate) bool {
 	return bytes.Equal(c.RawIssuer, c.RawSubject) &&
 		c.CheckSignature(c.SignatureAlgorithm, c.RawTBSCertificate, c.Signature) == nil
 }
@@ -74,7 +74,7 @@ func isSelfSigned(c *x509.Certificate) bool {
 // apart from those about the leaf's dates.
 func (b *builder) certWarnings(c *Certificate, leaf *x509.Certificate) []string {
 	var w []string
-	if !c.ChainComplete && !isSelfSigned(leaf) {
+	if !c.ChainComplete && !IsSelfSigned(leaf) {
 		w = append(w, "chain does not reach a root: the leaf's issuer is not configured; "+
 			"if it is an intermediate CA, add it (and any above it) to ca_file")
 	}

@@ -296,8 +296,8 @@ func keyType(pub crypto.PublicKey) string {
 	return fmt.Sprintf("%T", pub)
 }
 
-// sameKey reports whether a certificate's public key is the public half of key.
-func sameKey(cert *x509.Certificate, key crypto.Signer) bool {
+// SameKey reports whether a certificate's public key is the public half of key.
+func SameKey(cert *x509.Certificate, key crypto.Signer) bool {
 	pub, ok := cert.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
 	return ok && pub.Equal(key.Public())
 }

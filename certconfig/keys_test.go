@@ -85,7 +85,7 @@ func TestBuildCertificateKeyFormats(t *testing.T) {
 				t.Errorf("leaf is %q, want %q", c.Leaf().Subject, tc.leaf.Cert.Subject)
 			}
 			k, ok := c.TLS.PrivateKey.(crypto.Signer)
-			if !ok || !sameKey(tc.leaf.Cert, k) {
+			if !ok || !SameKey(tc.leaf.Cert, k) {
 				t.Fatal("TLS.PrivateKey is not the key of the certificate")
 			}
 			checkSigns(t, k, tc.leaf.Cert.PublicKey)

@@ -271,12 +271,8 @@ func rejectionCode(cert *certconfig.Certificate, sent bool, now time.Time) strin
 // does not match makes the server fail our signature (decrypt_error).
 func keyMatches(cert *certconfig.Certificate) bool {
 	signer, ok := cert.TLS.PrivateKey.(crypto.Signer)
-	if !ok {
-		return false
-	}
-	pub, ok := signer.Public().(interface{ Equal(crypto.PublicKey) bool })
 	leaf := cert.Leaf()
-	return ok && leaf != nil && pub.Equal(leaf.PublicKey)
+	return ok && leaf != nil && certconfig.SameKey(leaf, signer)
 }
 
 func datesCode(cert *certconfig.Certificate, now time.Time) string {
@@ -342,20 +338,10 @@ func upstreamDatesCode(c *x509.Certificate, now time.Time) string {
 // or the server leaves out its intermediate; its message names both fixes, since
 // the two cannot be told apart from what the server sent.
 func unknownAuthorityCode(chain []*x509.Certificate) string {
-	if len(chain) > 0 && selfSigned(chain[0]) {
+	if len(chain) > 0 && certconfig.IsSelfSigned(chain[0]) {
 		return CodeSelfSignedCertificate
 	}
 	return CodeUpstreamCertificateUntrusted
-}
-
-// selfSigned reports whether c names itself as issuer and its signature verifies
-// with its own key. CheckSignatureFrom is not used: it refuses a parent that is not
-// a CA, and self-signed leaves usually are not.
-func selfSigned(c *x509.Certificate) bool {
-	if string(c.RawIssuer) != string(c.RawSubject) {
-		return false
-	}
-	return c.CheckSignature(c.SignatureAlgorithm, c.RawTBSCertificate, c.Signature) == nil
 }
 
 // networkCode explains dial and transport failures, or returns "".

@@ -100,7 +100,7 @@ func newCert(name string, leaf *testpki.Cert, chain []*testpki.Cert,
 func chainComplete(leaf *x509.Certificate, chain []*x509.Certificate) bool {
 	cur := leaf
 	for range len(chain) + 1 {
-		if selfSigned(cur) {
+		if certconfig.IsSelfSigned(cur) {
 			return true
 		}
 		var next *x509.Certificate

@@ -73,7 +73,10 @@ type Proxy struct {
 	metrics *metrics
 	pool    *pool
 	engine  *goproxy.ProxyHttpServer
-	cutting atomic.Bool // the server is closing requests still in flight
+	// roundTripper is p.roundTrip as goproxy takes it, made once: a method value
+	// made per request is an allocation per request.
+	roundTripper goproxy.RoundTripper
+	cutting      atomic.Bool // the server is closing requests still in flight
 }
 
 // New builds a Proxy reading its configuration from o.Current and subscribes to
@@ -94,6 +97,7 @@ func New(o Options) (*Proxy, error) {
 	p.guards = newGuards(o.Current, o.Dial, o.Lookup, p.log)
 	p.pool = newPool(o.Current, p.dialer)
 	p.engine = p.newEngine()
+	p.roundTripper = goproxy.RoundTripperFunc(p.roundTrip)
 	o.Current.Subscribe(p.pool.prune)
 	o.Current.Subscribe(p.guards.swapped)
 	o.Current.Subscribe(p.metrics.prune)

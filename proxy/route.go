@@ -28,13 +28,14 @@ func (p *Proxy) onRequest(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Request
 		ex.fail(CodeEgressDenied, err)
 		return r, errorResponse(r, ex)
 	}
-	dropFields(r.Header, certHeaderOf(ex.snap))
+	header := certHeaderOf(ex.snap)
+	dropFields(r.Header, header)
 	keepUserAgentAbsent(r.Header)
-	filterTrailers(r, certHeaderOf(ex.snap))
+	filterTrailers(r, header)
 	// The client's wish to close its own connection says nothing about ours.
 	r.Close = false
 	ex.transport = p.pool.transport(ex.snap, identityOf(ex))
-	ctx.RoundTripper = goproxy.RoundTripperFunc(p.roundTrip)
+	ctx.RoundTripper = p.roundTripper
 	return r, nil
 }
 
