@@ -287,8 +287,8 @@ func (b *builder) passphrase() ([]byte, string, error) {
 }
 
 func (b *builder) passphraseFile() ([]byte, string, error) {
-	path := resolvePath(b.dir, b.cc.PassphraseFile)
-	data, err := os.ReadFile(path)
+	// Through the load's cache, so that the passphrase used is the one inputSum hashed.
+	path, data, err := b.cache.read(resolvePath(b.dir, b.cc.PassphraseFile))
 	if err != nil {
 		return nil, "", b.fail("passphrase_file", readError(path, err))
 	}

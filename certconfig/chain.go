@@ -74,7 +74,7 @@ func IsSelfSigned(c *x509.Certificate) bool {
 // apart from those about the leaf's dates.
 func (b *builder) certWarnings(c *Certificate, leaf *x509.Certificate) []string {
 	var w []string
-	if !c.ChainComplete && !IsSelfSigned(leaf) {
+	if !c.ChainComplete { // orderChain counts a self-signed leaf as complete
 		w = append(w, "chain does not reach a root: the leaf's issuer is not configured; "+
 			"if it is an intermediate CA, add it (and any above it) to ca_file")
 	}

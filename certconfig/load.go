@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -20,11 +19,7 @@ import (
 // name the certificate, the field and the fix; all problems are reported at once,
 // one per line.
 func LoadFile(path string) (*Snapshot, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("cannot read the config file: %w", err)
-	}
-	return Load(data, path)
+	return LoadFileWith(path, LoadOptions{})
 }
 
 // Load is LoadFile for a configuration already in memory; path locates the files it
@@ -41,21 +36,23 @@ func load(data []byte, path string, o LoadOptions) (*Snapshot, error) {
 	}
 	cfg.ApplyDefaults()
 	defined := cfg.certificateNames()
-	var opts []SnapshotOption
 	if o.AllowUnknownRouteCertificates {
-		defined, opts = nil, append(opts, AllowDangling())
+		defined = nil
 	}
-	if err := cfg.validate(defined); err != nil {
+	routes, err := cfg.validate(defined)
+	if err != nil {
 		return nil, err
 	}
 	certs, err := buildAll(cfg, time.Now(), o.Previous)
 	if err != nil {
 		return nil, err
 	}
-	snap, err := NewSnapshot(cfg, certs, opts...)
+	// The routes were compiled and checked against these names by validate.
+	snap, err := newSnapshot(cfg, certs)
 	if err != nil {
 		return nil, err
 	}
+	snap.setRoutes(routes)
 	// What the [[certificate]] tables said now lives in snap.Certificates; their
 	// decoded text was a tenth of the memory of a large configuration.
 	cfg.Certificates = nil
@@ -134,12 +131,8 @@ func NewSnapshot(cfg *Config, certs []*Certificate, opts ...SnapshotOption) (*Sn
 	for _, opt := range opts {
 		opt(&o)
 	}
-	s := &Snapshot{
-		Config:       cfg,
-		Certificates: make(map[string]*Certificate, len(certs)),
-		LoadedAt:     time.Now(),
-	}
-	if err := s.addCertificates(certs); err != nil {
+	s, err := newSnapshot(cfg, certs)
+	if err != nil {
 		return nil, err
 	}
 	defined := func(name string) bool { _, ok := s.Certificates[name]; return ok }
@@ -150,9 +143,27 @@ func NewSnapshot(cfg *Config, certs []*Certificate, opts ...SnapshotOption) (*Sn
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	s.Routes, s.routes = routes, indexRoutes(routes)
+	s.setRoutes(routes)
+	return s, nil
+}
+
+// newSnapshot assembles a snapshot of cfg and certs, without its routes.
+func newSnapshot(cfg *Config, certs []*Certificate) (*Snapshot, error) {
+	s := &Snapshot{
+		Config:       cfg,
+		Certificates: make(map[string]*Certificate, len(certs)),
+		LoadedAt:     time.Now(),
+	}
+	if err := s.addCertificates(certs); err != nil {
+		return nil, err
+	}
 	s.Files = snapshotFiles(cfg, certs)
 	return s, nil
+}
+
+// setRoutes puts compiled routes, and their index, in s.
+func (s *Snapshot) setRoutes(routes []*Route) {
+	s.Routes, s.routes = routes, indexRoutes(routes)
 }
 
 // fileCertificate returns the certificate of the config file named name, or nil.

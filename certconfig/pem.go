@@ -166,7 +166,7 @@ func isCleanPEM(data []byte) bool {
 		if len(line) == 0 && afterBegin {
 			return false
 		}
-		boundary := bytes.Contains(line, []byte("-----BEGIN ")) ||
+		boundary := bytes.Contains(line, pemBegin) ||
 			bytes.Contains(line, []byte("-----END "))
 		if boundary && (!bytes.HasPrefix(line, []byte("-----")) ||
 			!bytes.HasSuffix(line, []byte("-----")) || bytes.Count(line, []byte("-----")) != 2) {
@@ -207,7 +207,7 @@ func decodePEM(m material) ([]*pem.Block, error) {
 
 func countBegins(data []byte) int {
 	n := 0
-	for _, line := range bytes.Split(data, []byte("\n")) {
+	for line := range bytes.SplitSeq(data, []byte("\n")) {
 		if bytes.HasPrefix(line, pemBegin) {
 			n++
 		}

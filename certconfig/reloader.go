@@ -70,7 +70,6 @@ func (r *Reloader) Reload(reason string) (*Snapshot, error) {
 	old := r.Current.Load()
 	r.Current.Swap(snap)
 	r.record(true, nil)
-	r.lastErr = ""
 	r.logSuccess(reason, old, snap, time.Since(start))
 	return snap, nil
 }
@@ -114,7 +113,6 @@ func (r *Reloader) Change(edit func(st *State, base *Snapshot) error) (*Snapshot
 	if retried {
 		r.base = base
 		r.record(true, nil)
-		r.lastErr = ""
 		r.logSuccess("admin change", old, snap, time.Since(start))
 		return snap, nil
 	}
@@ -284,6 +282,7 @@ func (r *Reloader) record(ok bool, err error) {
 	st.At = now
 	if ok {
 		r.counts[1]++
+		r.lastErr = ""
 		st.Success, st.Err, st.LastSuccess = true, "", now
 	} else {
 		r.counts[0]++

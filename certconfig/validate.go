@@ -16,30 +16,27 @@ const maxNameLen = 128
 // Validate checks every key of the configuration without reading any file, and
 // reports all problems at once, one per line, each naming the key and the fix. Call
 // it after ApplyDefaults: empty listen addresses and log settings are errors.
-func (c *Config) Validate() error { return c.validate(c.certificateNames()) }
+func (c *Config) Validate() error {
+	_, err := c.validate(c.certificateNames())
+	return err
+}
 
-// validate is Validate with the test of route certificate names given; nil accepts
-// any name.
-func (c *Config) validate(defined func(string) bool) error {
+// validate is Validate with the test of route certificate names given (nil accepts
+// any name); it also returns the compiled routes.
+func (c *Config) validate(defined func(string) bool) ([]*Route, error) {
 	var errs []error
 	errs = append(errs, c.Proxy.validate()...)
 	errs = append(errs, c.Egress.validate()...)
 	errs = append(errs, c.Admin.validate()...)
 	errs = append(errs, c.Log.validate()...)
 	errs = append(errs, validateCertificates(c.Certificates)...)
-	_, routeErrs := compileRoutes(c.Routes, defined)
+	routes, routeErrs := compileRoutes(c.Routes, defined)
 	errs = append(errs, routeErrs...)
-	return errors.Join(errs...)
-}
-
-func (c *Config) definesCertificate(name string) bool {
-	return slices.ContainsFunc(c.Certificates, func(cc CertificateConfig) bool {
-		return cc.Name == name
-	})
+	return routes, errors.Join(errs...)
 }
 
 // certificateNames returns a test of whether c defines a certificate, built once:
-// asking definesCertificate for each of thousands of routes would be quadratic.
+// scanning the certificates for each of thousands of routes would be quadratic.
 func (c *Config) certificateNames() func(string) bool {
 	names := make(map[string]struct{}, len(c.Certificates))
 	for _, cc := range c.Certificates {
@@ -205,10 +202,8 @@ func (l *LogConfig) validate() []error {
 }
 
 func checkOneOf(key, value string, allowed ...string) error {
-	for _, a := range allowed {
-		if value == a {
-			return nil
-		}
+	if slices.Contains(allowed, value) {
+		return nil
 	}
 	quoted := make([]string, len(allowed))
 	for i, a := range allowed {
@@ -334,17 +329,17 @@ func compileRoutes(routes []RouteConfig, defined func(string) bool) ([]*Route, [
 }
 
 func compileRouteAt(i int, rc RouteConfig, defined func(string) bool) (*Route, error) {
-	label := fmt.Sprintf("route %d (host %q)", i+1, rc.Host)
+	label := func() string { return fmt.Sprintf("route %d (host %q)", i+1, rc.Host) }
 	r, err := CompileRoute(rc)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", label, err)
+		return nil, fmt.Errorf("%s: %w", label(), err)
 	}
 	switch {
 	case rc.Certificate == "" && !rc.TLS:
 		return nil, fmt.Errorf("%s: certificate is empty and tls is false, so the route "+
-			"changes nothing; name a certificate or set tls = true", label)
+			"changes nothing; name a certificate or set tls = true", label())
 	case rc.Certificate != "" && defined != nil && !defined(rc.Certificate):
-		return nil, fmt.Errorf("%s: %w", label, errorf(ErrUnknownCertificate,
+		return nil, fmt.Errorf("%s: %w", label(), errorf(ErrUnknownCertificate,
 			"certificate %q is not defined; add a [[certificate]] with name = %q or fix the name",
 			rc.Certificate, rc.Certificate))
 	}
