@@ -5,6 +5,7 @@ import (
 	"os"
 	"runtime/debug"
 	"runtime/metrics"
+	"sync"
 	"time"
 
 	"github.com/mtlsproxy/mtlsproxy/certconfig"
@@ -45,12 +46,18 @@ const settleDelay = time.Second
 // settleMemory returns what a load freed to the system and sets the memory limit
 // from what the snapshot in force keeps alive.
 func settleMemory() {
+	memoryMu.Lock()
+	defer memoryMu.Unlock()
 	debug.FreeOSMemory()
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return
 	}
 	debug.SetMemoryLimit(int64(max(gcFloor, heldMemory()+gcHeadroom)))
 }
+
+// memoryMu keeps settleMemory from running during a load: the limit it would set
+// is meant for one snapshot, and the load's deferred restore would undo it anyway.
+var memoryMu sync.Mutex
 
 // heldMemory is what the Go runtime holds from the system and has not returned:
 // the quantity a memory limit applies to.
@@ -76,6 +83,8 @@ const loadGCPercent = 25
 // routes name certificates that the admin state defines.
 func compactLoad(withStore bool) func(string, *certconfig.Snapshot) (*certconfig.Snapshot, error) {
 	return func(path string, prev *certconfig.Snapshot) (*certconfig.Snapshot, error) {
+		memoryMu.Lock()
+		defer memoryMu.Unlock()
 		if os.Getenv("GOGC") == "" {
 			defer debug.SetGCPercent(debug.SetGCPercent(loadGCPercent))
 		}
