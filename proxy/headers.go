@@ -24,7 +24,7 @@ var hopHeaders = []string{
 // Connection header names.
 func stripHopByHop(h http.Header) {
 	for _, v := range h["Connection"] {
-		for _, name := range strings.Split(v, ",") {
+		for name := range strings.SplitSeq(v, ",") {
 			if name = textproto.TrimString(name); name != "" {
 				h.Del(name)
 			}
@@ -101,7 +101,7 @@ func takeCertName(h http.Header, name string) (string, error) {
 		}
 		delete(h, key)
 		for _, v := range values {
-			for _, item := range strings.Split(v, ",") {
+			for item := range strings.SplitSeq(v, ",") {
 				item = textproto.TrimString(item)
 				switch {
 				case item == "" || item == found:
